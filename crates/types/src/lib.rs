@@ -1,0 +1,471 @@
+//! The vocabulary every yun crate shares: function names, revisions, limits, and the error codes
+//! users see on the wire.
+//!
+//! This crate holds data and the pure rules about it (validation, size parsing). It does no I/O
+//! and knows nothing about HTTP servers, storage engines or wasmtime.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A function's name: lowercase DNS label rules, because it doubles as the host label in
+/// `NAME.<base-domain>` routing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FunctionName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("function name must not be empty")]
+    Empty,
+    #[error("function name {0:?} is longer than 63 characters")]
+    TooLong(String),
+    #[error(
+        "function name {0:?} is invalid: use lowercase letters, digits and '-', starting with a letter and not ending with '-'"
+    )]
+    Invalid(String),
+}
+
+impl FunctionName {
+    pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if name.len() > 63 {
+            return Err(NameError::TooLong(name));
+        }
+        let bytes = name.as_bytes();
+        let valid = bytes[0].is_ascii_lowercase()
+            && bytes[bytes.len() - 1] != b'-'
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        if !valid {
+            return Err(NameError::Invalid(name));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FunctionName {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<FunctionName> for String {
+    fn from(value: FunctionName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A sha256 digest in lowercase hex: the identity of an uploaded artifact.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a sha256 digest (expected 64 lowercase hex characters, optionally prefixed by 'sha256:')")]
+pub struct DigestError(String);
+
+impl Digest {
+    pub fn parse(s: &str) -> Result<Self, DigestError> {
+        let hex = s.strip_prefix("sha256:").unwrap_or(s);
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(hex.to_string()))
+        } else {
+            Err(DigestError(s.to_string()))
+        }
+    }
+
+    /// The bare hex form, safe to use as a file name.
+    pub fn hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(value: Digest) -> Self {
+        format!("sha256:{}", value.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+/// How instances of a wasm function are used across requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceMode {
+    /// A fresh instance and store for every request; nothing survives between requests.
+    PerRequest,
+    /// An instance serves requests one after another while warm, like a warm Lambda
+    /// environment. The default: interpreted guests (JavaScript, Python) pay milliseconds per
+    /// instantiation, which reuse pays once.
+    #[default]
+    Reuse,
+}
+
+impl InstanceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceMode::PerRequest => "per-request",
+            InstanceMode::Reuse => "reuse",
+        }
+    }
+}
+
+impl std::str::FromStr for InstanceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "per-request" => Ok(Self::PerRequest),
+            "reuse" => Ok(Self::Reuse),
+            other => Err(format!("unknown instance mode {other:?}: expected per-request or reuse")),
+        }
+    }
+}
+
+pub const DEFAULT_MEMORY_BYTES: u64 = 128 * 1024 * 1024;
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 6 * 1024 * 1024;
+/// Upper bounds a deploy may ask for; they keep one function from reserving the whole host.
+pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+pub const MAX_ENV_VARS: usize = 256;
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+
+/// Per-function limits enforced on every invocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// What a deploy asks for: everything that makes up an immutable revision except its number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevisionSpec {
+    pub artifact: Digest,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub instance: InstanceMode,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("memory limit must be between 1 MiB and 4 GiB, got {0} bytes")]
+    Memory(u64),
+    #[error("timeout must be between 1 ms and 15 min, got {0} ms")]
+    Timeout(u64),
+    #[error("request body limit must be between 1 byte and 1 GiB, got {0} bytes")]
+    Body(u64),
+    #[error("too many environment variables: {0} (at most 256)")]
+    TooManyEnv(usize),
+    #[error("environment variables take {0} bytes (at most 64 KiB)")]
+    EnvTooLarge(usize),
+    #[error("environment variable name {0:?} is invalid: use letters, digits and '_', not starting with a digit")]
+    EnvName(String),
+    #[error("environment variable {0:?} has a value containing a NUL byte")]
+    EnvValue(String),
+    #[error("outbound host {0:?} is invalid: give a host name or host:port, or '*' for any host")]
+    Outbound(String),
+}
+
+impl RevisionSpec {
+    /// Checks everything a client could get wrong, so a bad deploy fails with a 400 instead of
+    /// a revision that can never serve.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let l = &self.limits;
+        if !(1024 * 1024..=MAX_MEMORY_BYTES).contains(&l.memory_bytes) {
+            return Err(SpecError::Memory(l.memory_bytes));
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&l.timeout_ms) {
+            return Err(SpecError::Timeout(l.timeout_ms));
+        }
+        if !(1..=MAX_BODY_BYTES).contains(&l.max_body_bytes) {
+            return Err(SpecError::Body(l.max_body_bytes));
+        }
+        if self.env.len() > MAX_ENV_VARS {
+            return Err(SpecError::TooManyEnv(self.env.len()));
+        }
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(SpecError::EnvTooLarge(env_bytes));
+        }
+        for (k, v) in &self.env {
+            let first_ok = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+            if !first_ok || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(SpecError::EnvName(k.clone()));
+            }
+            if v.contains('\0') {
+                return Err(SpecError::EnvValue(k.clone()));
+            }
+        }
+        for host in &self.allow_outbound {
+            if !valid_outbound(host) {
+                return Err(SpecError::Outbound(host.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_outbound(host: &str) -> bool {
+    if host == "*" {
+        return true;
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    port_ok
+        && !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// An immutable revision of a function.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub function: FunctionName,
+    pub number: u64,
+    pub spec: RevisionSpec,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// A function: a name, its revisions, and the revision that receives traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Function {
+    pub name: FunctionName,
+    pub latest_revision: u64,
+    /// The revision that serves requests.
+    pub active_revision: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// The machine-readable code of every error yun returns, with its HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidComponent,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    FunctionError,
+    MemoryLimitExceeded,
+    Timeout,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidComponent => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::FunctionError | ErrorCode::MemoryLimitExceeded | ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Timeout => 504,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidComponent => "invalid_component",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::FunctionError => "function_error",
+            ErrorCode::MemoryLimitExceeded => "memory_limit_exceeded",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// The JSON error body: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { error: ErrorDetail { code, message: message.into(), invocation_id: None } }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("error bodies always serialize")
+    }
+}
+
+/// Parses sizes as users write them: `134217728`, `128Mi`, `128MiB`, `1Gi`, `512Ki`, `100M`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 128Mi"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "k" | "kB" => 1000,
+        "Ki" | "KiB" => 1 << 10,
+        "M" | "MB" => 1000 * 1000,
+        "Mi" | "MiB" => 1 << 20,
+        "G" | "GB" => 1000 * 1000 * 1000,
+        "Gi" | "GiB" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?} in {s:?}: use Ki, Mi or Gi")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Milliseconds since the Unix epoch, the one timestamp format yun stores.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_label_rules() {
+        assert!(FunctionName::new("hello").is_ok());
+        assert!(FunctionName::new("hello-2").is_ok());
+        assert_eq!(FunctionName::new(""), Err(NameError::Empty));
+        for bad in ["Hello", "2hello", "hello-", "hel_lo", "hel.lo", "héllo"] {
+            assert!(matches!(FunctionName::new(bad), Err(NameError::Invalid(_))), "{bad}");
+        }
+        assert!(matches!(FunctionName::new("a".repeat(64)), Err(NameError::TooLong(_))));
+    }
+
+    #[test]
+    fn digests_round_trip_with_prefix() {
+        let hex = "a".repeat(64);
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(d.hex(), hex);
+        assert_eq!(d.to_string(), format!("sha256:{hex}"));
+        assert!(Digest::parse("sha256:xyz").is_err());
+        assert!(Digest::parse(&"A".repeat(64)).is_err());
+        assert!(Digest::parse("../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_binary_and_decimal_units() {
+        assert_eq!(parse_size("128Mi"), Ok(128 << 20));
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_size("100M"), Ok(100_000_000));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("12Qi").is_err());
+        assert!(parse_size("Mi").is_err());
+        assert!(parse_size("99999999999999Gi").is_err());
+    }
+
+    fn spec() -> RevisionSpec {
+        RevisionSpec {
+            artifact: Digest::parse(&"0".repeat(64)).unwrap(),
+            limits: Limits::default(),
+            env: BTreeMap::new(),
+            allow_outbound: vec![],
+            private: false,
+            instance: InstanceMode::default(),
+        }
+    }
+
+    #[test]
+    fn spec_validation_rejects_what_cannot_serve() {
+        assert_eq!(spec().validate(), Ok(()));
+        let mut s = spec();
+        s.limits.memory_bytes = 10;
+        assert_eq!(s.validate(), Err(SpecError::Memory(10)));
+        let mut s = spec();
+        s.limits.timeout_ms = 0;
+        assert_eq!(s.validate(), Err(SpecError::Timeout(0)));
+        let mut s = spec();
+        s.env.insert("1BAD".into(), "x".into());
+        assert_eq!(s.validate(), Err(SpecError::EnvName("1BAD".into())));
+        let mut s = spec();
+        s.allow_outbound = vec!["example.com:443".into(), "*.example.org".into(), "*".into()];
+        assert_eq!(s.validate(), Ok(()));
+        s.allow_outbound = vec!["http://example.com".into()];
+        assert!(matches!(s.validate(), Err(SpecError::Outbound(_))));
+    }
+
+    #[test]
+    fn error_codes_map_to_statuses() {
+        assert_eq!(ErrorCode::Timeout.status(), 504);
+        assert_eq!(ErrorCode::MemoryLimitExceeded.status(), 500);
+        let body = ErrorBody::new(ErrorCode::NotFound, "no function named x");
+        let json: serde_json::Value = serde_json::from_slice(&body.to_json()).unwrap();
+        assert_eq!(json["error"]["code"], "not_found");
+    }
+}
