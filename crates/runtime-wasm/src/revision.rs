@@ -1,0 +1,169 @@
+//! A revision loaded into memory, ready to serve: precompiled code, its `InstancePre`, and the
+//! pool of instances handling its requests.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Component;
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, ProxyPre};
+use yun_telemetry::LogSink;
+use yun_types::InstanceMode;
+
+use crate::Runtime;
+use crate::pool::RevisionHandler;
+
+/// Everything that decides how a revision's instances behave.
+pub struct RevisionConfig {
+    pub function: Arc<str>,
+    pub revision: u64,
+    pub env: Vec<(String, String)>,
+    pub allow_outbound: Vec<String>,
+    pub memory_bytes: u64,
+    pub timeout: Duration,
+    pub mode: InstanceMode,
+    /// Requests one instance serves before it is replaced (reuse mode).
+    pub max_reuse: usize,
+    /// How long an idle instance stays warm (reuse mode).
+    pub idle_timeout: Duration,
+    pub log_sink: Arc<dyn LogSink>,
+}
+
+/// One invocation as the runtime sees it: its id, and what went wrong, if anything.
+pub struct RequestCtx {
+    pub invocation_id: String,
+    memory_exceeded: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl RequestCtx {
+    pub fn new(invocation_id: String) -> Self {
+        Self { invocation_id, memory_exceeded: AtomicBool::new(false), failure: Mutex::new(None) }
+    }
+
+    pub(crate) fn mark_memory_exceeded(&self) {
+        self.memory_exceeded.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_failure(&self, message: String) {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(message);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvokeErrorKind {
+    /// The guest trapped, panicked or never produced a response.
+    FunctionError,
+    MemoryLimitExceeded,
+    Timeout,
+    /// No instance could be created right now (the pool is exhausted).
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct InvokeError {
+    pub kind: InvokeErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("precompiled code at {path} cannot be loaded: {message}")]
+    Incompatible { path: String, message: String },
+    #[error("cannot prepare the component: {0}")]
+    Link(String),
+}
+
+/// A revision ready to serve requests.
+pub struct LoadedRevision {
+    handler: ProxyHandler<RevisionHandler>,
+    config: Arc<RevisionConfig>,
+}
+
+impl LoadedRevision {
+    /// Loads precompiled code written by [`crate::compile_component`] for this runtime's engine.
+    pub fn load(runtime: &Runtime, cwasm: &Path, config: RevisionConfig) -> Result<Self, LoadError> {
+        // SAFETY: yun wrote this file itself, from a validated upload, with an engine of the same
+        // fingerprint (it is stored under it); nothing else writes into the compiled cache.
+        let component = unsafe { Component::deserialize_file(runtime.engine(), cwasm) }.map_err(|e| {
+            LoadError::Incompatible { path: cwasm.display().to_string(), message: format!("{e:#}") }
+        })?;
+        Self::from_component(runtime, &component, config)
+    }
+
+    pub fn from_component(
+        runtime: &Runtime,
+        component: &Component,
+        config: RevisionConfig,
+    ) -> Result<Self, LoadError> {
+        let pre = runtime.linker.instantiate_pre(component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let config = Arc::new(config);
+        let handler = ProxyHandler::new(RevisionHandler {
+            pre: ProxyPre::P2(pre),
+            engine: runtime.engine().clone(),
+            env: config.env.clone(),
+            outbound: config.allow_outbound.clone().into(),
+            config: config.clone(),
+        });
+        Ok(Self { handler, config })
+    }
+
+    pub fn config(&self) -> &RevisionConfig {
+        &self.config
+    }
+
+    /// Hands `request` to an instance and returns its response, whose body streams from the
+    /// guest as it writes it.
+    pub async fn invoke(
+        &self,
+        request: http::Request<WasiBody>,
+        ctx: Arc<RequestCtx>,
+    ) -> Result<http::Response<WasiBody>, InvokeError> {
+        let started = Instant::now();
+        let timeout = self.config.timeout;
+        // The worker enforces the deadline itself; this outer bound only catches an instance
+        // that cannot even be polled, so it gets a little slack.
+        let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), self.handler.handle(ctx.clone(), request)).await;
+        let error = match outcome {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(e)) => e,
+            Err(_) => return Err(self.timeout_error()),
+        };
+        if ctx.memory_exceeded.load(Ordering::Relaxed) {
+            return Err(InvokeError {
+                kind: InvokeErrorKind::MemoryLimitExceeded,
+                message: format!("the function exceeded its memory limit of {} MiB", self.config.memory_bytes >> 20),
+            });
+        }
+        if error.is::<ExpirationError>() || started.elapsed() >= timeout {
+            return Err(self.timeout_error());
+        }
+        if let Some(inst) = error.downcast_ref::<InstantiationError<Arc<RequestCtx>>>() {
+            let message = format!("{:#}", inst.error);
+            let kind = if message.contains("maximum concurrent") || message.contains("pooling") {
+                InvokeErrorKind::Unavailable
+            } else {
+                InvokeErrorKind::FunctionError
+            };
+            return Err(InvokeError { kind, message: format!("the function failed to start: {message}") });
+        }
+        let detail = ctx.failure().unwrap_or_else(|| format!("{error:#}"));
+        Err(InvokeError { kind: InvokeErrorKind::FunctionError, message: format!("the function failed: {detail}") })
+    }
+
+    fn timeout_error(&self) -> InvokeError {
+        InvokeError {
+            kind: InvokeErrorKind::Timeout,
+            message: format!("the function did not respond within its timeout of {:?}", self.config.timeout),
+        }
+    }
+}
