@@ -1,1 +1,391 @@
-//! placeholder
+//! The control plane: the `/v1` management API that deploys, describes and removes functions,
+//! serves their logs, and keeps the activator's routing table in step with the store.
+//!
+//! It is never on the invocation path: the gateway serves functions from the activator's
+//! in-memory table, which the control plane updates after each durable change. It does not
+//! run guests and does not decide which function a URL addresses.
+
+pub mod api;
+pub mod auth;
+pub mod body;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+use yun_activator::Activator;
+use yun_runtime_wasm::CompileError;
+use yun_store::{BlobStore, MetadataStore, StoreError};
+use yun_telemetry::{Counters, LogStore};
+use yun_types::{Digest, ErrorCode, Function, FunctionName, Revision, RevisionSpec, now_ms};
+
+pub use api::{ApiError, Command, ROUTES};
+pub use auth::Auth;
+use body::Body;
+
+/// Limits on what the management API accepts.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    pub max_artifact_bytes: u64,
+    pub max_json_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self { max_artifact_bytes: 256 * 1024 * 1024, max_json_bytes: 1024 * 1024 }
+    }
+}
+
+pub struct ControlPlane {
+    store: Arc<dyn MetadataStore>,
+    blobs: BlobStore,
+    activator: Arc<Activator>,
+    logs: Arc<LogStore>,
+    counters: Arc<Counters>,
+    auth: Auth,
+    public_url: String,
+    limits: ApiLimits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("store error: {e}");
+        ApiError::new(ErrorCode::Internal, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+pub struct ControlPlaneParts {
+    pub store: Arc<dyn MetadataStore>,
+    pub blobs: BlobStore,
+    pub activator: Arc<Activator>,
+    pub logs: Arc<LogStore>,
+    pub counters: Arc<Counters>,
+    pub auth: Auth,
+    /// The base URL functions are reachable at, as users should type it.
+    pub public_url: String,
+    pub limits: ApiLimits,
+    /// Flips to `true` when the server shuts down, ending long-lived responses (`logs -f`).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ControlPlane {
+    pub fn new(p: ControlPlaneParts) -> Self {
+        Self {
+            store: p.store,
+            blobs: p.blobs,
+            activator: p.activator,
+            logs: p.logs,
+            counters: p.counters,
+            auth: p.auth,
+            public_url: p.public_url.trim_end_matches('/').to_string(),
+            limits: p.limits,
+            shutdown: p.shutdown,
+        }
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// Puts every function's serving revision back into the routing table after a restart,
+    /// and removes artifacts nothing refers to (uploads whose deploy never finished).
+    pub fn restore(&self) -> Result<usize, StoreError> {
+        let functions = self.store.functions()?;
+        for function in &functions {
+            if let Some(revision) = self.store.revision(&function.name, function.active_revision)? {
+                self.activator.install(revision);
+            }
+        }
+        let referenced = self.store.referenced_artifacts()?;
+        for digest in self.blobs.artifacts()? {
+            if !referenced.contains(&digest) {
+                self.blobs.remove_artifact(&digest)?;
+            }
+        }
+        self.blobs.prune_compiled_except(self.activator.runtime().fingerprint())?;
+        Ok(functions.len())
+    }
+
+    pub fn function_url(&self, name: &FunctionName) -> String {
+        format!("{}/fn/{name}/", self.public_url)
+    }
+
+    /// Serves one management request. Never panics on client input; every failure is a JSON
+    /// error with the right status.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let command = match api::parse(req.method(), req.uri().path(), req.uri().query()) {
+            Ok(c) => c,
+            Err(e) => return body::error(e.code, e.message),
+        };
+        if !self.auth.check(req.headers()) {
+            let message = if req.headers().contains_key(http::header::AUTHORIZATION) {
+                "the bearer token is not valid"
+            } else {
+                "this API needs `Authorization: Bearer <token>` (the admin token is in the data directory's admin-token file)"
+            };
+            return body::error(ErrorCode::Unauthorized, message);
+        }
+        let result = match command {
+            Command::Status => Ok(self.status()),
+            Command::UploadArtifact => self.upload(req.into_body()).await,
+            Command::ListFunctions => self.list().await,
+            Command::DescribeFunction(name) => self.describe(&name).await,
+            Command::DeleteFunction(name) => self.delete(&name).await,
+            Command::ListRevisions(name) => self.revisions(&name).await,
+            Command::CreateRevision(name) => self.create_revision(&name, req.into_body()).await,
+            Command::Logs(name, query) => self.logs(&name, query).await,
+        };
+        result.unwrap_or_else(|e| body::error(e.code, e.message))
+    }
+
+    fn status(&self) -> Response<Body> {
+        body::json(
+            200,
+            &json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "engine": self.activator.runtime().fingerprint(),
+                "counters": self.counters.snapshot(),
+            }),
+        )
+    }
+
+    /// Streams the upload to a staging file while hashing it, compiles it in the isolated
+    /// compiler, and only then moves it into the content-addressed store.
+    async fn upload(&self, mut incoming: Incoming) -> ApiResult {
+        let staging = self.blobs.staging_dir().join(format!("upload-{}", uuid_like()));
+        let mut file = tokio::fs::File::create(&staging).await.map_err(internal)?;
+        let guard = RemoveOnDrop(staging.clone());
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the upload: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                size += data.len() as u64;
+                if size > self.limits.max_artifact_bytes {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("the artifact is larger than the limit of {} MiB", self.limits.max_artifact_bytes >> 20),
+                    ));
+                }
+                hasher.update(&data);
+                file.write_all(&data).await.map_err(internal)?;
+            }
+        }
+        file.sync_all().await.map_err(internal)?;
+        drop(file);
+        if size == 0 {
+            return Err(ApiError::new(ErrorCode::InvalidComponent, "the upload is empty: send the component's bytes as the request body"));
+        }
+        let digest = Digest::parse(&hex::encode(hasher.finalize())).expect("sha256 hex is a digest");
+        let fingerprint = self.activator.runtime().fingerprint().to_string();
+        if self.blobs.has_artifact(&digest) && self.blobs.compiled_path(&fingerprint, &digest).exists() {
+            return Ok(body::json(200, &json!({ "digest": digest, "size": size, "existed": true })));
+        }
+        self.activator.precompile(&staging, &digest).await.map_err(|e| match e {
+            CompileError::Invalid(m) | CompileError::ResourceLimit(m) => ApiError::new(ErrorCode::InvalidComponent, m),
+            CompileError::Internal(m) => ApiError::new(ErrorCode::Internal, m),
+        })?;
+        self.blobs.commit_artifact(&staging, &digest).map_err(internal)?;
+        drop(guard); // the staging file has been renamed away; nothing is left to remove
+        Ok(body::json(201, &json!({ "digest": digest, "size": size, "existed": false })))
+    }
+
+    async fn create_revision(&self, name: &FunctionName, incoming: Incoming) -> ApiResult {
+        let bytes = read_json_body(incoming, self.limits.max_json_bytes).await?;
+        let spec: RevisionSpec = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid revision spec: {e}")))?;
+        spec.validate().map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+        if !self.blobs.has_artifact(&spec.artifact) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("artifact {} has not been uploaded (POST it to /v1/artifacts first)", spec.artifact),
+            ));
+        }
+        let store = self.store.clone();
+        let n = name.clone();
+        let (function, revision) = tokio::task::spawn_blocking(move || store.create_revision(&n, spec, now_ms()))
+            .await
+            .map_err(internal)??;
+        let deployment = self.activator.install(revision.clone());
+        // Load now so the first request is warm; a failure here is reported by that request.
+        if let Err(e) = self.activator.activate(&deployment).await {
+            tracing::warn!(function = %name, "revision {} did not load: {e}", revision.number);
+        }
+        Ok(body::json(201, &self.revision_view(&function, &revision)))
+    }
+
+    fn revision_view(&self, function: &Function, revision: &Revision) -> serde_json::Value {
+        json!({
+            "function": function.name,
+            "revision": revision.number,
+            "digest": revision.spec.artifact,
+            "url": self.function_url(&function.name),
+            "created_at_ms": revision.created_at_ms,
+            "limits": revision.spec.limits,
+            "instance": revision.spec.instance,
+            "private": revision.spec.private,
+            "allow_outbound": revision.spec.allow_outbound,
+            // Values stay out of API responses: they may hold credentials.
+            "env": revision.spec.env.keys().collect::<Vec<_>>(),
+        })
+    }
+
+    async fn list(&self) -> ApiResult {
+        let store = self.store.clone();
+        let functions = tokio::task::spawn_blocking(move || store.functions()).await.map_err(internal)??;
+        let mut out = Vec::new();
+        for f in functions {
+            let digest = self.store.revision(&f.name, f.active_revision)?.map(|r| r.spec.artifact);
+            out.push(json!({
+                "name": f.name,
+                "active_revision": f.active_revision,
+                "latest_revision": f.latest_revision,
+                "digest": digest,
+                "url": self.function_url(&f.name),
+                "updated_at_ms": f.updated_at_ms,
+            }));
+        }
+        Ok(body::json(200, &json!({ "functions": out })))
+    }
+
+    fn require(&self, name: &FunctionName) -> Result<Function, ApiError> {
+        self.store.function(name)?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))
+    }
+
+    async fn describe(&self, name: &FunctionName) -> ApiResult {
+        let function = self.require(name)?;
+        let revisions: Vec<_> =
+            self.store.revisions(name)?.iter().map(|r| self.revision_view(&function, r)).collect();
+        Ok(body::json(
+            200,
+            &json!({
+                "name": function.name,
+                "url": self.function_url(name),
+                "active_revision": function.active_revision,
+                "latest_revision": function.latest_revision,
+                "created_at_ms": function.created_at_ms,
+                "updated_at_ms": function.updated_at_ms,
+                "revisions": revisions,
+            }),
+        ))
+    }
+
+    async fn revisions(&self, name: &FunctionName) -> ApiResult {
+        let function = self.require(name)?;
+        let revisions: Vec<_> =
+            self.store.revisions(name)?.iter().map(|r| self.revision_view(&function, r)).collect();
+        Ok(body::json(200, &json!({ "revisions": revisions })))
+    }
+
+    async fn delete(&self, name: &FunctionName) -> ApiResult {
+        let revisions = self.store.revisions(name)?;
+        let store = self.store.clone();
+        let n = name.clone();
+        let existed = tokio::task::spawn_blocking(move || store.delete_function(&n)).await.map_err(internal)??;
+        if !existed {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("no function named {name}")));
+        }
+        self.activator.remove(name.as_str());
+        self.logs.remove(name.as_str()).map_err(internal)?;
+        // Only this function's artifacts are candidates: an artifact uploaded for a deploy that
+        // is still in flight must not be collected.
+        let referenced = self.store.referenced_artifacts()?;
+        let candidates: BTreeSet<Digest> = revisions.into_iter().map(|r| r.spec.artifact).collect();
+        let mut removed = Vec::new();
+        for digest in candidates.difference(&referenced) {
+            self.blobs.remove_artifact(digest).map_err(internal)?;
+            removed.push(digest.clone());
+        }
+        Ok(body::json(200, &json!({ "deleted": name, "artifacts_removed": removed })))
+    }
+
+    async fn logs(&self, name: &FunctionName, query: api::LogQuery) -> ApiResult {
+        self.require(name)?;
+        let live = query.follow.then(|| self.logs.subscribe());
+        let history = self.logs.read(name.as_str(), query.since_ms, query.limit).map_err(internal)?;
+        let last_ts = history.last().map_or(query.since_ms, |e| e.ts_ms);
+        let mut lines = Vec::new();
+        for entry in &history {
+            lines.extend_from_slice(&serde_json::to_vec(entry).expect("entries serialize"));
+            lines.push(b'\n');
+        }
+        let head = futures::stream::once(futures::future::ready(Ok::<_, body::BoxError>(Frame::data(Bytes::from(lines)))));
+        let Some(rx) = live else {
+            return Ok(ndjson(StreamBody::new(head).boxed_unsync()));
+        };
+        let function = name.to_string();
+        let shutdown = self.shutdown.clone();
+        let tail = futures::stream::unfold((rx, shutdown), move |(mut rx, mut shutdown)| {
+            let function = function.clone();
+            async move {
+                loop {
+                    let entry = tokio::select! {
+                        _ = shutdown.wait_for(|s| *s) => return None,
+                        r = rx.recv() => r,
+                    };
+                    match entry {
+                        Ok(e) if e.function == function && e.ts_ms >= last_ts => {
+                            let mut line = serde_json::to_vec(&*e).expect("entries serialize");
+                            line.push(b'\n');
+                            return Some((Ok(Frame::data(Bytes::from(line))), (rx, shutdown)));
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(ndjson(StreamBody::new(head.chain(tail)).boxed_unsync()))
+    }
+}
+
+fn ndjson(body: Body) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(body)
+        .expect("valid response")
+}
+
+async fn read_json_body(mut incoming: Incoming, max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("the JSON body is larger than {max} bytes")));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("internal error: {e}");
+    ApiError::new(ErrorCode::Internal, e.to_string())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}-{}", std::process::id(), now_ms(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

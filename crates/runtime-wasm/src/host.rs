@@ -35,10 +35,14 @@ impl WasiHttpView for Host {
     }
 }
 
-/// Only the interfaces of the `wasi:http/proxy` world: no filesystem, no sockets.
+/// WASI p2 plus wasi:http. Components built with Rust's standard library import
+/// `wasi:cli/environment`, `exit` and `terminal-*` beyond the strict proxy world, so those must
+/// link too. Filesystem and sockets link but reach nothing: no directory is preopened and the
+/// context grants no network.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi_http::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     Ok(linker)
 }
 

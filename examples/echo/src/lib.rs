@@ -19,7 +19,7 @@ static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// How much to ask for per read: large enough to keep host calls few, small enough that a big
 /// body is never held in memory at once.
-const READ_CHUNK: u64 = 64 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 struct Echo;
 
@@ -137,7 +137,7 @@ impl Params {
                     if !(100..=599).contains(&status) {
                         return Err(format!("status must be in 100..=599, got {status}\n"));
                     }
-                    params.status = Some(status as u16);
+                    params.status = Some(status);
                 }
                 "set-header" => {
                     let Some((name, value)) = value.split_once(':') else {
@@ -164,7 +164,7 @@ impl Params {
     }
 
     /// Carries out the side effects in a fixed order (print, trap, loop, sleep) and then picks the
-    /// body; the first of alloc_mb, size, counter, env and fetch that is present wins.
+    /// body; the first of `alloc_mb`, `size`, `counter`, `env` and `fetch` that is present wins.
     fn run(&self, served: u64) -> (u16, Reply) {
         if let Some(text) = &self.print {
             println!("{text}");
@@ -204,7 +204,7 @@ fn flag(value: &str) -> bool {
     !matches!(value, "0" | "false")
 }
 
-fn number(key: &str, value: &str) -> Result<u64, String> {
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
     value
         .parse()
         .map_err(|_| format!("{key} wants a non-negative integer, got {value:?}\n"))
@@ -223,15 +223,13 @@ fn percent_decode(input: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < bytes.len() => {
-                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+                if let (Some(high), Some(low)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
+                {
+                    out.push(high << 4 | low);
+                    i += 3;
+                } else {
+                    out.push(b'%');
+                    i += 1;
                 }
             }
             byte => {
@@ -358,7 +356,7 @@ fn copy_request_body(request: &IncomingRequest, out: &OutputStream) -> Result<()
         return Ok(());
     };
     loop {
-        match input.blocking_read(READ_CHUNK) {
+        match input.blocking_read(READ_CHUNK as u64) {
             Ok(chunk) => write_all(out, &chunk)?,
             Err(StreamError::Closed) => break,
             Err(error) => return Err(error),
@@ -371,10 +369,10 @@ fn copy_request_body(request: &IncomingRequest, out: &OutputStream) -> Result<()
 }
 
 fn write_repeated(out: &OutputStream, byte: u8, len: u64) -> Result<(), StreamError> {
-    let chunk = vec![byte; READ_CHUNK as usize];
+    let chunk = vec![byte; READ_CHUNK];
     let mut left = len;
     while left > 0 {
-        let n = left.min(READ_CHUNK) as usize;
+        let n = usize::try_from(left).map_or(READ_CHUNK, |left| left.min(READ_CHUNK));
         write_all(out, &chunk[..n])?;
         left -= n as u64;
     }

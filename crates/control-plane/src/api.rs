@@ -1,0 +1,169 @@
+//! The management API's surface: every route in one table, and parsing a request line into a
+//! [`Command`]. The checked-in OpenAPI document is tested against [`ROUTES`].
+
+use http::Method;
+use yun_types::{ErrorCode, FunctionName};
+
+/// Every management route as `(method, path pattern)`; `{name}` is a function name.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/status"),
+    ("POST", "/v1/artifacts"),
+    ("GET", "/v1/functions"),
+    ("GET", "/v1/functions/{name}"),
+    ("DELETE", "/v1/functions/{name}"),
+    ("GET", "/v1/functions/{name}/revisions"),
+    ("POST", "/v1/functions/{name}/revisions"),
+    ("GET", "/v1/functions/{name}/logs"),
+];
+
+/// What a management request asks for, parsed once at the boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Status,
+    UploadArtifact,
+    ListFunctions,
+    DescribeFunction(FunctionName),
+    DeleteFunction(FunctionName),
+    ListRevisions(FunctionName),
+    CreateRevision(FunctionName),
+    Logs(FunctionName, LogQuery),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogQuery {
+    /// Only entries at or after this time (ms since the Unix epoch).
+    pub since_ms: u64,
+    pub limit: usize,
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+fn matches<'a>(pattern: &str, path: &'a str) -> Option<Option<&'a str>> {
+    let mut name = None;
+    let mut p = pattern.split('/');
+    let mut s = path.split('/');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return Some(name),
+            (Some("{name}"), Some(seg)) if !seg.is_empty() => name = Some(seg),
+            (Some(a), Some(b)) if a == b => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Maps a method and path (and query) to a command, or to the 404/405/400 a client should get.
+pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command, ApiError> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let mut path_matched = false;
+    for (m, pattern) in ROUTES {
+        let Some(name) = matches(pattern, path) else { continue };
+        path_matched = true;
+        if method.as_str() != *m {
+            continue;
+        }
+        let name = name
+            .map(|n| FunctionName::new(n).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string())))
+            .transpose()?;
+        let need = || name.clone().expect("pattern has {name}");
+        return Ok(match (*m, *pattern) {
+            ("GET", "/v1/status") => Command::Status,
+            ("POST", "/v1/artifacts") => Command::UploadArtifact,
+            ("GET", "/v1/functions") => Command::ListFunctions,
+            ("GET", "/v1/functions/{name}") => Command::DescribeFunction(need()),
+            ("DELETE", "/v1/functions/{name}") => Command::DeleteFunction(need()),
+            ("GET", "/v1/functions/{name}/revisions") => Command::ListRevisions(need()),
+            ("POST", "/v1/functions/{name}/revisions") => Command::CreateRevision(need()),
+            ("GET", "/v1/functions/{name}/logs") => Command::Logs(need(), parse_log_query(query)?),
+            _ => unreachable!("every route in ROUTES has a command"),
+        });
+    }
+    if path_matched {
+        Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {path}")))
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound, format!("no API route {path}")))
+    }
+}
+
+fn parse_log_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
+    let mut q = LogQuery { since_ms: 0, limit: 1000, follow: false };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| ApiError::new(ErrorCode::BadRequest, format!("invalid {what}: {v:?}"));
+        match k {
+            "since" => q.since_ms = v.parse().map_err(|_| bad("since (milliseconds since the Unix epoch)"))?,
+            "limit" => q.limit = v.parse().map_err(|_| bad("limit"))?,
+            "follow" => q.follow = matches!(v, "" | "true" | "1"),
+            _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
+        }
+    }
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> FunctionName {
+        FunctionName::new(n).unwrap()
+    }
+
+    #[test]
+    fn parses_every_route() {
+        assert_eq!(parse(&Method::GET, "/v1/status", None), Ok(Command::Status));
+        assert_eq!(parse(&Method::POST, "/v1/artifacts", None), Ok(Command::UploadArtifact));
+        assert_eq!(parse(&Method::GET, "/v1/functions/", None), Ok(Command::ListFunctions));
+        assert_eq!(parse(&Method::GET, "/v1/functions/hello", None), Ok(Command::DescribeFunction(name("hello"))));
+        assert_eq!(parse(&Method::DELETE, "/v1/functions/hello", None), Ok(Command::DeleteFunction(name("hello"))));
+        assert_eq!(parse(&Method::POST, "/v1/functions/a/revisions", None), Ok(Command::CreateRevision(name("a"))));
+        assert_eq!(parse(&Method::GET, "/v1/functions/a/revisions", None), Ok(Command::ListRevisions(name("a"))));
+        assert_eq!(
+            parse(&Method::GET, "/v1/functions/a/logs", Some("since=5&follow=true&limit=3")),
+            Ok(Command::Logs(name("a"), LogQuery { since_ms: 5, limit: 3, follow: true }))
+        );
+    }
+
+    #[test]
+    fn wrong_method_path_and_name_are_distinguished() {
+        assert_eq!(parse(&Method::PUT, "/v1/status", None).unwrap_err().code, ErrorCode::MethodNotAllowed);
+        assert_eq!(parse(&Method::GET, "/v1/nothing", None).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(parse(&Method::GET, "/v1/functions/a/b/c", None).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(parse(&Method::GET, "/v1/functions/Bad_Name", None).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(parse(&Method::GET, "/v1/functions//revisions", None).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(
+            parse(&Method::GET, "/v1/functions/a/logs", Some("since=yesterday")).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    /// The OpenAPI document a user reads must describe exactly the routes the server serves.
+    #[test]
+    fn openapi_document_matches_routes() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/openapi.json")).expect("docs/openapi.json parses");
+        let mut documented = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths object") {
+            for method in ops.as_object().unwrap().keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut served: Vec<(String, String)> =
+            ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}

@@ -1,0 +1,134 @@
+//! One function invocation: find the serving revision, check access and size limits, hand the
+//! request to the runtime, and turn the outcome into the response the caller sees.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use yun_control_plane::body::{self, Body, BoxError};
+use yun_runtime_wasm::{InvokeErrorKind, RequestCtx};
+use yun_telemetry::Counters;
+use yun_types::{ErrorBody, ErrorCode};
+
+use crate::Gateway;
+
+pub const INVOCATION_ID: &str = "x-yun-invocation-id";
+pub const REVISION: &str = "x-yun-revision";
+
+impl Gateway {
+    pub(crate) async fn invoke(self: &Arc<Self>, req: Request<Incoming>, name: &str, path: &str) -> Response<Body> {
+        let invocation_id = uuid::Uuid::now_v7().to_string();
+        let Some(deployment) = self.activator.lookup(name) else {
+            return fail(&invocation_id, None, ErrorCode::NotFound, format!("no function named {name}"));
+        };
+        let revision = deployment.revision.number;
+        let spec = &deployment.revision.spec;
+        if spec.private && !self.control.auth().check(req.headers()) {
+            return fail(
+                &invocation_id,
+                Some(revision),
+                ErrorCode::Unauthorized,
+                format!("function {name} is private: send `Authorization: Bearer <token>`"),
+            );
+        }
+        let max_body = spec.limits.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_body) {
+            return fail(&invocation_id, Some(revision), ErrorCode::PayloadTooLarge, too_large(max_body));
+        }
+        Counters::incr(&self.counters.invocations);
+        let _slot = self.inflight.acquire().await.expect("the semaphore is never closed");
+        let loaded = match self.activator.activate(&deployment).await {
+            Ok(l) => l,
+            Err(e) => {
+                Counters::incr(&self.counters.invocation_errors);
+                tracing::error!(function = name, revision, "activation failed: {e}");
+                return fail(&invocation_id, Some(revision), ErrorCode::Internal, format!("the function could not be loaded: {e}"));
+            }
+        };
+
+        let (mut parts, incoming) = req.into_parts();
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let mut uri = Uri::builder().path_and_query(path_and_query);
+        if let Some(authority) = parts.uri.authority() {
+            uri = uri.authority(authority.clone());
+        }
+        if let Some(scheme) = parts.uri.scheme() {
+            uri = uri.scheme(scheme.clone());
+        }
+        parts.uri = match uri.build() {
+            Ok(u) => u,
+            Err(e) => return fail(&invocation_id, Some(revision), ErrorCode::BadRequest, format!("invalid request URI: {e}")),
+        };
+        let id_header = HeaderValue::from_str(&invocation_id).expect("uuids are valid header values");
+        parts.headers.insert(INVOCATION_ID, id_header.clone());
+
+        let body_too_large = Arc::new(AtomicBool::new(false));
+        let flag = body_too_large.clone();
+        let body = Limited::new(incoming, max_body as usize)
+            .map_err(move |e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    flag.store(true, Ordering::Relaxed);
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body))
+                } else {
+                    match e.downcast::<hyper::Error>() {
+                        Ok(h) => wasmtime_wasi_http::Error::Hyper(*h),
+                        Err(e) => wasmtime_wasi_http::Error::InternalError(Some(e.to_string())),
+                    }
+                }
+            })
+            .boxed_unsync();
+        let ctx = Arc::new(RequestCtx::new(invocation_id.clone()));
+        match loaded.invoke(Request::from_parts(parts, body), ctx).await {
+            Ok(response) => {
+                let mut response = response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+                let headers = response.headers_mut();
+                headers.insert(INVOCATION_ID, id_header);
+                headers.insert(REVISION, HeaderValue::from(revision));
+                response
+            }
+            Err(e) => {
+                Counters::incr(&self.counters.invocation_errors);
+                if body_too_large.load(Ordering::Relaxed) {
+                    return fail(&invocation_id, Some(revision), ErrorCode::PayloadTooLarge, too_large(max_body));
+                }
+                let code = match e.kind {
+                    InvokeErrorKind::FunctionError => ErrorCode::FunctionError,
+                    InvokeErrorKind::MemoryLimitExceeded => ErrorCode::MemoryLimitExceeded,
+                    InvokeErrorKind::Timeout => ErrorCode::Timeout,
+                    InvokeErrorKind::Unavailable => ErrorCode::Unavailable,
+                };
+                tracing::info!(function = name, revision, invocation_id, code = code.as_str(), "invocation failed: {}", e.message);
+                fail(&invocation_id, Some(revision), code, e.message)
+            }
+        }
+    }
+}
+
+fn too_large(max: u64) -> String {
+    format!("the request body is larger than the function's limit of {max} bytes")
+}
+
+fn fail(invocation_id: &str, revision: Option<u64>, code: ErrorCode, message: String) -> Response<Body> {
+    let mut err = ErrorBody::new(code, message);
+    err.error.invocation_id = Some(invocation_id.to_string());
+    let mut response = body::error_body(err);
+    let headers = response.headers_mut();
+    headers.insert(INVOCATION_ID, HeaderValue::from_str(invocation_id).expect("uuids are valid header values"));
+    if let Some(r) = revision {
+        headers.insert(REVISION, HeaderValue::from(r));
+    }
+    if code == ErrorCode::Unavailable {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
