@@ -1,1 +1,103 @@
-fn main() {}
+//! `yun`: the self-hostable serverless platform, server and CLI in one binary.
+
+mod client;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "yun", version, about = "yun (云): serverless functions on your own machine")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command understands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// Where yun keeps its state (functions, artifacts, logs, the admin token).
+    #[arg(long, env = "YUN_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// The yun server to talk to.
+    #[arg(long, env = "YUN_URL", global = true, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Admin token; defaults to the one in the data directory.
+    #[arg(long, env = "YUN_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print machine-readable JSON instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Global {
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => {
+                let home = std::env::var_os("HOME")
+                    .ok_or_else(|| anyhow::anyhow!("HOME is not set: pass --data-dir or set YUN_DATA_DIR"))?;
+                Ok(PathBuf::from(home).join(".yun"))
+            }
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the platform: gateway, control plane, runtime and store, on one machine.
+    Up(commands::up::Args),
+    /// Upload a wasi:http component and make it the function's new revision.
+    Deploy(commands::deploy::Args),
+    /// Call a function over HTTP.
+    Invoke(commands::invoke::Args),
+    /// List functions.
+    Ls,
+    /// Show a function's revisions, digest, limits and URL.
+    Describe(commands::describe::Args),
+    /// Remove a function and everything it owns.
+    Rm(commands::rm::Args),
+    /// Show what a function's guests printed.
+    Logs(commands::logs::Args),
+    /// Internal: compile an upload in an isolated child process.
+    #[command(name = "__compile", hide = true)]
+    Compile(commands::compile::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The compiler child runs no async code; keep it free of a Tokio runtime and its threads.
+    if let Command::Compile(args) = &cli.command {
+        return commands::compile::run(args);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => commands::up::run(&cli.global, args).await,
+            Command::Deploy(args) => commands::deploy::run(&cli.global, args).await,
+            Command::Invoke(args) => commands::invoke::run(&cli.global, args).await,
+            Command::Ls => commands::ls::run(&cli.global).await,
+            Command::Describe(args) => commands::describe::run(&cli.global, args).await,
+            Command::Rm(args) => commands::rm::run(&cli.global, args).await,
+            Command::Logs(args) => commands::logs::run(&cli.global, args).await,
+            Command::Compile(_) => unreachable!("handled before the runtime starts"),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -207,6 +207,14 @@ impl InstanceShared {
         self.lock().request.clone()
     }
 
+    /// Records why the instance died in the function's stderr log, attributed to its request.
+    pub fn log_failure(&self, detail: &str) {
+        let mut cur = self.lock();
+        for line in detail.lines() {
+            self.emit(&mut cur, LogStream::Stderr, format!("[yun] {line}").as_bytes());
+        }
+    }
+
     pub fn finish(&self) {
         let mut cur = self.lock();
         self.flush_partial(&mut cur);

@@ -146,8 +146,14 @@ impl WorkerState for Worker {
             && let Some(request) = self.shared.current_request()
         {
             // The error that killed the instance (a trap, a deadline) belongs to the request it
-            // was serving; the caller reports it from there.
-            request.set_failure(format!("{error:#}"));
+            // was serving: the caller reports its cause, and the full trace with backtrace goes
+            // to the function's logs where its author will look.
+            let cause = match error.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => format!("wasm trap: {trap}"),
+                None => error.root_cause().to_string(),
+            };
+            self.shared.log_failure(&format!("{error:#}"));
+            request.set_failure(cause);
         }
         self.shared.finish();
         drop(store);

@@ -1,0 +1,55 @@
+//! `yun describe NAME`: revisions, digests, limits and the URL of one function.
+
+use std::process::ExitCode;
+
+use reqwest::Method;
+
+use crate::Global;
+use crate::client::{Client, format_ms, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    name: String,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let client = Client::new(global)?;
+    let v = client.call(client.request(Method::GET, &format!("/v1/functions/{}", args.name))).await?;
+    if global.json {
+        print_json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("name:      {}", v["name"].as_str().unwrap_or("-"));
+    println!("url:       {}", v["url"].as_str().unwrap_or("-"));
+    println!("serving:   revision {}", v["active_revision"]);
+    println!("created:   {}", format_ms(v["created_at_ms"].as_u64().unwrap_or(0)));
+    println!("revisions:");
+    for r in v["revisions"].as_array().into_iter().flatten() {
+        let l = &r["limits"];
+        let marker = if r["revision"] == v["active_revision"] { "*" } else { " " };
+        println!(
+            " {marker}{:>4}  {}  {}",
+            r["revision"],
+            format_ms(r["created_at_ms"].as_u64().unwrap_or(0)),
+            r["digest"].as_str().unwrap_or("-")
+        );
+        println!(
+            "        memory {} MiB, timeout {} ms, body {} bytes, instance {}, {}",
+            l["memory_bytes"].as_u64().unwrap_or(0) >> 20,
+            l["timeout_ms"],
+            l["max_body_bytes"],
+            r["instance"].as_str().unwrap_or("-"),
+            if r["private"].as_bool() == Some(true) { "private" } else { "public" }
+        );
+        let env: Vec<&str> = r["env"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
+        if !env.is_empty() {
+            println!("        env {}", env.join(", "));
+        }
+        let out: Vec<&str> =
+            r["allow_outbound"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
+        if !out.is_empty() {
+            println!("        outbound {}", out.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

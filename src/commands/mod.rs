@@ -1,0 +1,10 @@
+//! One module per CLI verb.
+
+pub mod compile;
+pub mod deploy;
+pub mod describe;
+pub mod invoke;
+pub mod logs;
+pub mod ls;
+pub mod rm;
+pub mod up;

@@ -1,0 +1,168 @@
+//! `yun up`: check every flag, open the data directory, bind, and serve until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use yun_activator::{Activator, InstancePolicy};
+use yun_control_plane::{ApiLimits, Auth, ControlPlane, ControlPlaneParts};
+use yun_gateway::{Gateway, GatewayLimits, Shutdown};
+use yun_runtime_wasm::{CompileSandbox, Runtime, RuntimeConfig};
+use yun_store::{BlobStore, RedbStore};
+use yun_telemetry::{Counters, LogRetention, LogStore};
+
+use crate::Global;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to serve functions and the API on; port 0 picks a free port.
+    #[arg(long, env = "YUN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Functions are also served on `NAME.<base-domain>`.
+    #[arg(long, env = "YUN_BASE_DOMAIN", default_value = "localhost")]
+    base_domain: String,
+    /// Log history kept per function (e.g. 16Mi).
+    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
+    log_max_size: u64,
+    /// Log lines older than this are dropped (e.g. 7d).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    log_max_age: Duration,
+    /// Wasm instances that may exist at once, across all functions.
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+    /// Open client connections.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// How long a reused instance stays warm without requests.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    instance_idle: Duration,
+    /// Largest component upload accepted.
+    #[arg(long, default_value = "256Mi", value_parser = parse_size)]
+    max_artifact_size: u64,
+    /// Memory (address space) the compiler of one upload may use.
+    #[arg(long, default_value = "4Gi", value_parser = parse_size)]
+    compile_memory: u64,
+    /// Time the compiler of one upload may take.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    compile_timeout: Duration,
+    /// On shutdown, how long in-flight requests get to finish.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    yun_types::parse_size(s)
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    if args.max_instances == 0 || args.max_connections == 0 {
+        bail!("--max-instances and --max-connections must be at least 1");
+    }
+    if args.base_domain.trim_matches('.').is_empty() {
+        bail!("--base-domain must not be empty");
+    }
+    let data_dir = global.data_dir()?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+
+    let store = RedbStore::open(&data_dir.join("meta.redb")).with_context(|| {
+        format!("opening the metadata store in {} (is another `yun up` using it?)", data_dir.display())
+    })?;
+    let blobs = BlobStore::open(&data_dir.join("blobs")).context("opening the artifact store")?;
+    let logs = Arc::new(
+        LogStore::open(
+            &data_dir.join("logs"),
+            LogRetention { max_bytes_per_function: args.log_max_size, max_age: args.log_max_age },
+        )
+        .context("opening the log store")?,
+    );
+    let auth = Auth::load_or_create(&data_dir).context("reading the admin token")?;
+    let runtime = Arc::new(Runtime::new(&RuntimeConfig { max_instances: args.max_instances })?);
+    let counters = Arc::new(Counters::default());
+    let sandbox = CompileSandbox {
+        program: std::env::current_exe().context("locating the yun binary for the compiler child")?,
+        args: vec!["__compile".into()],
+        memory_limit: args.compile_memory,
+        time_limit: args.compile_timeout,
+    };
+    let activator = Arc::new(Activator::new(
+        runtime,
+        blobs.clone(),
+        sandbox,
+        logs.clone(),
+        counters.clone(),
+        InstancePolicy { idle_timeout: args.instance_idle, ..InstancePolicy::default() },
+    ));
+
+    // Everything that can be checked has been; only now take the port.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = Shutdown::new();
+    let control = Arc::new(ControlPlane::new(ControlPlaneParts {
+        store: Arc::new(store),
+        blobs,
+        activator: activator.clone(),
+        logs: logs.clone(),
+        counters: counters.clone(),
+        auth,
+        public_url: format!("http://{addr}"),
+        limits: ApiLimits { max_artifact_bytes: args.max_artifact_size, ..ApiLimits::default() },
+        shutdown: shutdown.receiver(),
+    }));
+    let restored = control.restore().context("restoring functions from the data directory")?;
+    let gateway = Arc::new(Gateway::new(
+        yun_router::Router::new(&args.base_domain),
+        activator,
+        control,
+        counters,
+        GatewayLimits {
+            max_connections: args.max_connections,
+            max_inflight: args.max_instances as usize,
+            drain_timeout: args.drain_timeout,
+            ..GatewayLimits::default()
+        },
+    ));
+
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = logs.sweep(yun_types::now_ms()) {
+                tracing::warn!("log retention sweep failed: {e}");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        trigger.trigger();
+    });
+
+    println!("yun {} listening on http://{addr} ({restored} functions, data in {})", env!("CARGO_PKG_VERSION"), data_dir.display());
+    yun_gateway::run(listener, gateway, shutdown).await?;
+    println!("yun stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("YUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
