@@ -66,7 +66,11 @@ pub async fn check(response: Response) -> anyhow::Result<Response> {
             } else {
                 ""
             };
-            bail!("{} ({}){hint}", v["error"]["message"].as_str().unwrap_or_default(), v["error"]["code"].as_str().unwrap_or("error"))
+            bail!(
+                "{} ({}){hint}",
+                v["error"]["message"].as_str().unwrap_or_default(),
+                v["error"]["code"].as_str().unwrap_or("error")
+            )
         }
         _ => bail!("the server answered {status}: {}", text.trim()),
     }
@@ -77,7 +81,9 @@ pub fn print_json(v: &Value) {
 }
 
 pub fn short_digest(d: &Value) -> String {
-    d.as_str().map(|s| s.trim_start_matches("sha256:").chars().take(12).collect()).unwrap_or_else(|| "-".into())
+    d.as_str()
+        .map(|s| s.trim_start_matches("sha256:").chars().take(12).collect())
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn format_ms(ms: u64) -> String {

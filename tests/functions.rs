@@ -88,7 +88,8 @@ async fn request_and_response_pass_through_with_5_mib_bodies() {
     assert_eq!(Sha256::digest(&got), Sha256::digest(&body));
 
     // Status and headers chosen by the function come out unchanged; a big body streams out.
-    let resp = client().get(format!("{}/fn/echo/?status=418&set-header=x-a:b", yun.url())).send().await.unwrap();
+    let resp =
+        client().get(format!("{}/fn/echo/?status=418&set-header=x-a:b", yun.url())).send().await.unwrap();
     assert_eq!(resp.status(), 418);
     assert_eq!(resp.headers()["x-a"], "b");
     let resp = client().get(format!("{}/fn/echo/?size=5242880", yun.url())).send().await.unwrap();
@@ -96,14 +97,22 @@ async fn request_and_response_pass_through_with_5_mib_bodies() {
 
     // The CLI sends a body and headers too.
     let out = yun.cli_ok(&["invoke", "echo", "-X", "POST", "-d", "from cli", "-H", "x-k: v", "--include"]);
-    assert!(out.contains("x-echo-method: POST") && out.contains("x-echo-req-x-k: v") && out.ends_with("from cli"), "{out}");
+    assert!(
+        out.contains("x-echo-method: POST") && out.contains("x-echo-req-x-k: v") && out.ends_with("from cli"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
 async fn host_based_routing_and_configurable_base_domain() {
     let yun = Yun::start_with_args(BIN, &["--base-domain", "fn.test"]);
     yun.deploy("echo", "echo", &[]);
-    let resp = client().get(format!("{}/deep/path?q=1", yun.url())).header("host", "echo.fn.test").send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/deep/path?q=1", yun.url()))
+        .header("host", "echo.fn.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-echo-path"], "/deep/path");
     assert_eq!(resp.headers()["x-echo-query"], "q=1");
@@ -221,7 +230,11 @@ async fn unknown_functions_and_removed_functions_are_404() {
     assert!(yun.cli_ok(&["rm", "gone"]).contains("removed gone"));
     let resp = client().get(format!("{}/fn/gone/", yun.url())).send().await.unwrap();
     assert_eq!(resp.status(), 404);
-    assert_eq!(std::fs::read_dir(yun.data_dir().join("blobs/artifacts")).unwrap().count(), 0, "artifact garbage-collected");
+    assert_eq!(
+        std::fs::read_dir(yun.data_dir().join("blobs/artifacts")).unwrap().count(),
+        0,
+        "artifact garbage-collected"
+    );
     let out = yun.cli(&["describe", "gone"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no function named gone"));
@@ -277,7 +290,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let in_flight: Vec<_> = (0..3)
         .map(|i| {
             let url = url.clone();
-            tokio::spawn(async move { client().post(url).body(format!("slow {i}")).send().await.unwrap().text().await.unwrap() })
+            tokio::spawn(async move {
+                client().post(url).body(format!("slow {i}")).send().await.unwrap().text().await.unwrap()
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -329,7 +344,8 @@ async fn logs_show_guest_lines_with_their_invocation_id() {
     let resp = client().get(format!("{}/fn/echo/?print=marker-line", yun.url())).send().await.unwrap();
     let id = resp.headers()["x-yun-invocation-id"].to_str().unwrap().to_string();
     let logs = yun.cli_ok(&["logs", "echo", "--since", "10m"]);
-    let stdout_line = logs.lines().find(|l| l.ends_with("stdout: marker-line")).unwrap_or_else(|| panic!("{logs}"));
+    let stdout_line =
+        logs.lines().find(|l| l.ends_with("stdout: marker-line")).unwrap_or_else(|| panic!("{logs}"));
     assert!(stdout_line.contains(&id) && stdout_line.contains("echo@1"), "{stdout_line}");
     assert!(logs.lines().any(|l| l.contains(&id) && l.ends_with("stderr: stderr: marker-line")), "{logs}");
 
@@ -359,9 +375,13 @@ async fn logs_show_guest_lines_with_their_invocation_id() {
 async fn unknown_api_routes_and_methods() {
     let yun = Yun::start(BIN);
     let c = client();
-    let (code, _) = error_of(c.get(format!("{}/v1/nothing", yun.url())).bearer_auth(yun.token()).send().await.unwrap()).await;
+    let (code, _) =
+        error_of(c.get(format!("{}/v1/nothing", yun.url())).bearer_auth(yun.token()).send().await.unwrap())
+            .await;
     assert_eq!(code, 404);
-    let (code, err) = error_of(c.put(format!("{}/v1/status", yun.url())).bearer_auth(yun.token()).send().await.unwrap()).await;
+    let (code, err) =
+        error_of(c.put(format!("{}/v1/status", yun.url())).bearer_auth(yun.token()).send().await.unwrap())
+            .await;
     assert_eq!((code, err["code"].as_str()), (405, Some("method_not_allowed")));
     let (code, err) = error_of(
         c.post(format!("{}/v1/functions/x/revisions", yun.url()))

@@ -48,9 +48,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?} is not K=V"))
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not K=V"))
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -61,7 +59,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     let client = Client::new(global)?;
     let artifact = client
-        .call(client.request(Method::POST, "/v1/artifacts").header("content-type", "application/wasm").body(wasm))
+        .call(
+            client
+                .request(Method::POST, "/v1/artifacts")
+                .header("content-type", "application/wasm")
+                .body(wasm),
+        )
         .await?;
     let env: BTreeMap<String, String> = args.env.into_iter().collect();
     let spec = json!({

@@ -57,7 +57,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         println!();
     }
     if !status.is_success() && !args.include {
-        let id = response.headers().get("x-yun-invocation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let id =
+            response.headers().get("x-yun-invocation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -66,7 +67,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 Some(format!("{} ({})", e["message"].as_str()?, e["code"].as_str()?))
             })
             .unwrap_or_else(|| text.trim().to_string());
-        eprintln!("error: {status}: {message}{}", id.map(|i| format!(" [invocation {i}]")).unwrap_or_default());
+        eprintln!(
+            "error: {status}: {message}{}",
+            id.map(|i| format!(" [invocation {i}]")).unwrap_or_default()
+        );
         return Ok(ExitCode::FAILURE);
     }
     let mut stdout = std::io::stdout().lock();

@@ -28,7 +28,10 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let client = Client::new(global)?;
     let since_ms = args.since.map_or(0, |d| yun_types::now_ms().saturating_sub(d.as_millis() as u64));
-    let path = format!("/v1/functions/{}/logs?since={since_ms}&limit={}&follow={}", args.name, args.limit, args.follow);
+    let path = format!(
+        "/v1/functions/{}/logs?since={since_ms}&limit={}&follow={}",
+        args.name, args.limit, args.follow
+    );
     let mut response = check(client.send(client.request(Method::GET, &path)).await?).await?;
     let mut pending = Vec::new();
     let mut stdout = std::io::stdout().lock();

@@ -143,7 +143,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     });
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
             tracing::error!("cannot install signal handlers");
             return;
         };
@@ -155,7 +156,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         trigger.trigger();
     });
 
-    println!("yun {} listening on http://{addr} ({restored} functions, data in {})", env!("CARGO_PKG_VERSION"), data_dir.display());
+    println!(
+        "yun {} listening on http://{addr} ({restored} functions, data in {})",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
     yun_gateway::run(listener, gateway, shutdown).await?;
     println!("yun stopped");
     Ok(ExitCode::SUCCESS)

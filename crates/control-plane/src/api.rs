@@ -102,7 +102,9 @@ fn parse_log_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let bad = |what: &str| ApiError::new(ErrorCode::BadRequest, format!("invalid {what}: {v:?}"));
         match k {
-            "since" => q.since_ms = v.parse().map_err(|_| bad("since (milliseconds since the Unix epoch)"))?,
+            "since" => {
+                q.since_ms = v.parse().map_err(|_| bad("since (milliseconds since the Unix epoch)"))?
+            }
             "limit" => q.limit = v.parse().map_err(|_| bad("limit"))?,
             "follow" => q.follow = matches!(v, "" | "true" | "1"),
             _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
@@ -124,10 +126,22 @@ mod tests {
         assert_eq!(parse(&Method::GET, "/v1/status", None), Ok(Command::Status));
         assert_eq!(parse(&Method::POST, "/v1/artifacts", None), Ok(Command::UploadArtifact));
         assert_eq!(parse(&Method::GET, "/v1/functions/", None), Ok(Command::ListFunctions));
-        assert_eq!(parse(&Method::GET, "/v1/functions/hello", None), Ok(Command::DescribeFunction(name("hello"))));
-        assert_eq!(parse(&Method::DELETE, "/v1/functions/hello", None), Ok(Command::DeleteFunction(name("hello"))));
-        assert_eq!(parse(&Method::POST, "/v1/functions/a/revisions", None), Ok(Command::CreateRevision(name("a"))));
-        assert_eq!(parse(&Method::GET, "/v1/functions/a/revisions", None), Ok(Command::ListRevisions(name("a"))));
+        assert_eq!(
+            parse(&Method::GET, "/v1/functions/hello", None),
+            Ok(Command::DescribeFunction(name("hello")))
+        );
+        assert_eq!(
+            parse(&Method::DELETE, "/v1/functions/hello", None),
+            Ok(Command::DeleteFunction(name("hello")))
+        );
+        assert_eq!(
+            parse(&Method::POST, "/v1/functions/a/revisions", None),
+            Ok(Command::CreateRevision(name("a")))
+        );
+        assert_eq!(
+            parse(&Method::GET, "/v1/functions/a/revisions", None),
+            Ok(Command::ListRevisions(name("a")))
+        );
         assert_eq!(
             parse(&Method::GET, "/v1/functions/a/logs", Some("since=5&follow=true&limit=3")),
             Ok(Command::Logs(name("a"), LogQuery { since_ms: 5, limit: 3, follow: true }))
@@ -139,8 +153,14 @@ mod tests {
         assert_eq!(parse(&Method::PUT, "/v1/status", None).unwrap_err().code, ErrorCode::MethodNotAllowed);
         assert_eq!(parse(&Method::GET, "/v1/nothing", None).unwrap_err().code, ErrorCode::NotFound);
         assert_eq!(parse(&Method::GET, "/v1/functions/a/b/c", None).unwrap_err().code, ErrorCode::NotFound);
-        assert_eq!(parse(&Method::GET, "/v1/functions/Bad_Name", None).unwrap_err().code, ErrorCode::BadRequest);
-        assert_eq!(parse(&Method::GET, "/v1/functions//revisions", None).unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(
+            parse(&Method::GET, "/v1/functions/Bad_Name", None).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse(&Method::GET, "/v1/functions//revisions", None).unwrap_err().code,
+            ErrorCode::NotFound
+        );
         assert_eq!(
             parse(&Method::GET, "/v1/functions/a/logs", Some("since=yesterday")).unwrap_err().code,
             ErrorCode::BadRequest
@@ -150,8 +170,8 @@ mod tests {
     /// The OpenAPI document a user reads must describe exactly the routes the server serves.
     #[test]
     fn openapi_document_matches_routes() {
-        let doc: serde_json::Value =
-            serde_json::from_str(include_str!("../../../docs/openapi.json")).expect("docs/openapi.json parses");
+        let doc: serde_json::Value = serde_json::from_str(include_str!("../../../docs/openapi.json"))
+            .expect("docs/openapi.json parses");
         let mut documented = Vec::new();
         for (path, ops) in doc["paths"].as_object().expect("paths object") {
             for method in ops.as_object().unwrap().keys() {

@@ -39,7 +39,8 @@ impl Auth {
         fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
         let token = format!("yun_{}", hex::encode(random));
         let tmp = path.with_extension("tmp");
-        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut file =
+            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         file.write_all(token.as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, &path)?;

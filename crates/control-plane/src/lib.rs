@@ -168,13 +168,17 @@ impl ControlPlane {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         while let Some(frame) = incoming.frame().await {
-            let frame = frame.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the upload: {e}")))?;
+            let frame = frame
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the upload: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 size += data.len() as u64;
                 if size > self.limits.max_artifact_bytes {
                     return Err(ApiError::new(
                         ErrorCode::PayloadTooLarge,
-                        format!("the artifact is larger than the limit of {} MiB", self.limits.max_artifact_bytes >> 20),
+                        format!(
+                            "the artifact is larger than the limit of {} MiB",
+                            self.limits.max_artifact_bytes >> 20
+                        ),
                     ));
                 }
                 hasher.update(&data);
@@ -184,7 +188,10 @@ impl ControlPlane {
         file.sync_all().await.map_err(internal)?;
         drop(file);
         if size == 0 {
-            return Err(ApiError::new(ErrorCode::InvalidComponent, "the upload is empty: send the component's bytes as the request body"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidComponent,
+                "the upload is empty: send the component's bytes as the request body",
+            ));
         }
         let digest = Digest::parse(&hex::encode(hasher.finalize())).expect("sha256 hex is a digest");
         let fingerprint = self.activator.runtime().fingerprint().to_string();
@@ -192,7 +199,9 @@ impl ControlPlane {
             return Ok(body::json(200, &json!({ "digest": digest, "size": size, "existed": true })));
         }
         self.activator.precompile(&staging, &digest).await.map_err(|e| match e {
-            CompileError::Invalid(m) | CompileError::ResourceLimit(m) => ApiError::new(ErrorCode::InvalidComponent, m),
+            CompileError::Invalid(m) | CompileError::ResourceLimit(m) => {
+                ApiError::new(ErrorCode::InvalidComponent, m)
+            }
             CompileError::Internal(m) => ApiError::new(ErrorCode::Internal, m),
         })?;
         self.blobs.commit_artifact(&staging, &digest).map_err(internal)?;
@@ -213,9 +222,10 @@ impl ControlPlane {
         }
         let store = self.store.clone();
         let n = name.clone();
-        let (function, revision) = tokio::task::spawn_blocking(move || store.create_revision(&n, spec, now_ms()))
-            .await
-            .map_err(internal)??;
+        let (function, revision) =
+            tokio::task::spawn_blocking(move || store.create_revision(&n, spec, now_ms()))
+                .await
+                .map_err(internal)??;
         let deployment = self.activator.install(revision.clone());
         // Load now so the first request is warm; a failure here is reported by that request.
         if let Err(e) = self.activator.activate(&deployment).await {
@@ -259,7 +269,9 @@ impl ControlPlane {
     }
 
     fn require(&self, name: &FunctionName) -> Result<Function, ApiError> {
-        self.store.function(name)?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))
+        self.store
+            .function(name)?
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))
     }
 
     async fn describe(&self, name: &FunctionName) -> ApiResult {
@@ -291,7 +303,8 @@ impl ControlPlane {
         let revisions = self.store.revisions(name)?;
         let store = self.store.clone();
         let n = name.clone();
-        let existed = tokio::task::spawn_blocking(move || store.delete_function(&n)).await.map_err(internal)??;
+        let existed =
+            tokio::task::spawn_blocking(move || store.delete_function(&n)).await.map_err(internal)??;
         if !existed {
             return Err(ApiError::new(ErrorCode::NotFound, format!("no function named {name}")));
         }
@@ -319,7 +332,9 @@ impl ControlPlane {
             lines.extend_from_slice(&serde_json::to_vec(entry).expect("entries serialize"));
             lines.push(b'\n');
         }
-        let head = futures::stream::once(futures::future::ready(Ok::<_, body::BoxError>(Frame::data(Bytes::from(lines)))));
+        let head = futures::stream::once(futures::future::ready(Ok::<_, body::BoxError>(Frame::data(
+            Bytes::from(lines),
+        ))));
         let Some(rx) = live else {
             return Ok(ndjson(StreamBody::new(head).boxed_unsync()));
         };
@@ -360,10 +375,14 @@ fn ndjson(body: Body) -> Response<Body> {
 async fn read_json_body(mut incoming: Incoming, max: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the body: {e}")))?;
+        let frame =
+            frame.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > max {
-                return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("the JSON body is larger than {max} bytes")));
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the JSON body is larger than {max} bytes"),
+                ));
             }
             out.extend_from_slice(&data);
         }

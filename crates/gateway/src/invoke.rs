@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderValue, Request, Response, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use yun_control_plane::body::{self, Body, BoxError};
 use yun_runtime_wasm::{InvokeErrorKind, RequestCtx};
@@ -18,7 +19,12 @@ pub const INVOCATION_ID: &str = "x-yun-invocation-id";
 pub const REVISION: &str = "x-yun-revision";
 
 impl Gateway {
-    pub(crate) async fn invoke(self: &Arc<Self>, req: Request<Incoming>, name: &str, path: &str) -> Response<Body> {
+    pub(crate) async fn invoke(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        name: &str,
+        path: &str,
+    ) -> Response<Body> {
         let invocation_id = uuid::Uuid::now_v7().to_string();
         let Some(deployment) = self.activator.lookup(name) else {
             return fail(&invocation_id, None, ErrorCode::NotFound, format!("no function named {name}"));
@@ -49,7 +55,12 @@ impl Gateway {
             Err(e) => {
                 Counters::incr(&self.counters.invocation_errors);
                 tracing::error!(function = name, revision, "activation failed: {e}");
-                return fail(&invocation_id, Some(revision), ErrorCode::Internal, format!("the function could not be loaded: {e}"));
+                return fail(
+                    &invocation_id,
+                    Some(revision),
+                    ErrorCode::Internal,
+                    format!("the function could not be loaded: {e}"),
+                );
             }
         };
 
@@ -67,26 +78,62 @@ impl Gateway {
         }
         parts.uri = match uri.build() {
             Ok(u) => u,
-            Err(e) => return fail(&invocation_id, Some(revision), ErrorCode::BadRequest, format!("invalid request URI: {e}")),
+            Err(e) => {
+                return fail(
+                    &invocation_id,
+                    Some(revision),
+                    ErrorCode::BadRequest,
+                    format!("invalid request URI: {e}"),
+                );
+            }
         };
         let id_header = HeaderValue::from_str(&invocation_id).expect("uuids are valid header values");
         parts.headers.insert(INVOCATION_ID, id_header.clone());
 
         let body_too_large = Arc::new(AtomicBool::new(false));
-        let flag = body_too_large.clone();
-        let body = Limited::new(incoming, max_body as usize)
-            .map_err(move |e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    flag.store(true, Ordering::Relaxed);
-                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body))
-                } else {
-                    match e.downcast::<hyper::Error>() {
-                        Ok(h) => wasmtime_wasi_http::Error::Hyper(*h),
-                        Err(e) => wasmtime_wasi_http::Error::InternalError(Some(e.to_string())),
-                    }
+        let body = if declared.is_none() && !incoming.is_end_stream() {
+            // A body of unknown length is read up front (as nginx does by default): once a
+            // function has started its response, an over-limit body could only cut it off,
+            // while read first it gets a precise 413.
+            match Limited::new(incoming, max_body as usize).collect().await {
+                Ok(collected) => {
+                    Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync()
                 }
-            })
-            .boxed_unsync();
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return fail(
+                        &invocation_id,
+                        Some(revision),
+                        ErrorCode::PayloadTooLarge,
+                        too_large(max_body),
+                    );
+                }
+                Err(e) => {
+                    return fail(
+                        &invocation_id,
+                        Some(revision),
+                        ErrorCode::BadRequest,
+                        format!("reading the request body: {e}"),
+                    );
+                }
+            }
+        } else {
+            // The declared length was checked above; the limit still guards a client that
+            // sends more than it declared.
+            let flag = body_too_large.clone();
+            Limited::new(incoming, max_body as usize)
+                .map_err(move |e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        flag.store(true, Ordering::Relaxed);
+                        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body))
+                    } else {
+                        match e.downcast::<hyper::Error>() {
+                            Ok(h) => wasmtime_wasi_http::Error::Hyper(*h),
+                            Err(e) => wasmtime_wasi_http::Error::InternalError(Some(e.to_string())),
+                        }
+                    }
+                })
+                .boxed_unsync()
+        };
         let ctx = Arc::new(RequestCtx::new(invocation_id.clone()));
         match loaded.invoke(Request::from_parts(parts, body), ctx).await {
             Ok(response) => {
@@ -99,7 +146,12 @@ impl Gateway {
             Err(e) => {
                 Counters::incr(&self.counters.invocation_errors);
                 if body_too_large.load(Ordering::Relaxed) {
-                    return fail(&invocation_id, Some(revision), ErrorCode::PayloadTooLarge, too_large(max_body));
+                    return fail(
+                        &invocation_id,
+                        Some(revision),
+                        ErrorCode::PayloadTooLarge,
+                        too_large(max_body),
+                    );
                 }
                 let code = match e.kind {
                     InvokeErrorKind::FunctionError => ErrorCode::FunctionError,
@@ -107,7 +159,14 @@ impl Gateway {
                     InvokeErrorKind::Timeout => ErrorCode::Timeout,
                     InvokeErrorKind::Unavailable => ErrorCode::Unavailable,
                 };
-                tracing::info!(function = name, revision, invocation_id, code = code.as_str(), "invocation failed: {}", e.message);
+                tracing::info!(
+                    function = name,
+                    revision,
+                    invocation_id,
+                    code = code.as_str(),
+                    "invocation failed: {}",
+                    e.message
+                );
                 fail(&invocation_id, Some(revision), code, e.message)
             }
         }
@@ -123,7 +182,8 @@ fn fail(invocation_id: &str, revision: Option<u64>, code: ErrorCode, message: St
     err.error.invocation_id = Some(invocation_id.to_string());
     let mut response = body::error_body(err);
     let headers = response.headers_mut();
-    headers.insert(INVOCATION_ID, HeaderValue::from_str(invocation_id).expect("uuids are valid header values"));
+    headers
+        .insert(INVOCATION_ID, HeaderValue::from_str(invocation_id).expect("uuids are valid header values"));
     if let Some(r) = revision {
         headers.insert(REVISION, HeaderValue::from(r));
     }

@@ -94,7 +94,11 @@ fn serde_ok() -> std::collections::BTreeMap<&'static str, &'static str> {
 
 /// Serves `listener` until `shutdown` fires, then stops accepting, lets in-flight requests
 /// finish (up to the drain timeout) and returns.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, mut shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -75,9 +75,7 @@ pub fn compile_component(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, Compil
     }
     let linker = host::linker(engine).map_err(|e| CompileError::Internal(format!("{e:#}")))?;
     let pre = linker.instantiate_pre(&component).map_err(|e| {
-        CompileError::Invalid(format!(
-            "the component needs imports outside the wasi:http/proxy world: {e:#}"
-        ))
+        CompileError::Invalid(format!("the component needs imports outside the wasi:http/proxy world: {e:#}"))
     })?;
     wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
         .map_err(|e| CompileError::Invalid(format!("the component's handler has the wrong type: {e:#}")))?;
@@ -136,7 +134,10 @@ impl CompileSandbox {
             Some(EXIT_INVALID) => Err(CompileError::Invalid(stdout)),
             _ => {
                 let stderr = String::from_utf8_lossy(&output.stderr);
-                if stderr.contains("memory allocation") || stderr.contains("out of memory") || output.status.code().is_none() {
+                if stderr.contains("memory allocation")
+                    || stderr.contains("out of memory")
+                    || output.status.code().is_none()
+                {
                     Err(CompileError::ResourceLimit(format!(
                         "compiling the component exceeded the compiler's limits ({} MiB of memory, {} s)",
                         self.memory_limit >> 20,
@@ -153,7 +154,11 @@ impl CompileSandbox {
 fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
     let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
     // SAFETY: a plain syscall on a valid, initialised struct.
-    if unsafe { libc::setrlimit(resource, &lim) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if unsafe { libc::setrlimit(resource, &lim) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Entry point of the compiler child: compiles `wasm_path` to `out_path` and returns the exit
@@ -163,7 +168,8 @@ pub fn compile_child_main(wasm_path: &Path, out_path: &Path) -> i32 {
         let wasm = std::fs::read(wasm_path).map_err(|e| CompileError::Internal(e.to_string()))?;
         // Same code-generation settings as the serving engine, without its instance pool: a
         // compiler needs no slots, and reserving them would eat the address-space limit.
-        let engine = Engine::new(&crate::base_config()).map_err(|e| CompileError::Internal(format!("{e:#}")))?;
+        let engine =
+            Engine::new(&crate::base_config()).map_err(|e| CompileError::Internal(format!("{e:#}")))?;
         let code = compile_component(&engine, &wasm)?;
         std::fs::write(out_path, code).map_err(|e| CompileError::Internal(e.to_string()))
     })();

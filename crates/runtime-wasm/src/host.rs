@@ -275,8 +275,7 @@ impl InstanceShared {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             String::from_utf8_lossy(line).into_owned()
         };
-        let invocation_id =
-            cur.request.as_ref().map_or_else(|| "-".to_string(), |r| r.invocation_id.clone());
+        let invocation_id = cur.request.as_ref().map_or_else(|| "-".to_string(), |r| r.invocation_id.clone());
         self.sink.emit(LogEntry {
             ts_ms: yun_types::now_ms(),
             function: self.function.to_string(),

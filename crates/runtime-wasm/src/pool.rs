@@ -38,11 +38,8 @@ impl HandlerState for RevisionHandler {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, Worker>> {
         let config = &self.config;
-        let shared = Arc::new(InstanceShared::new(
-            config.log_sink.clone(),
-            config.function.clone(),
-            config.revision,
-        ));
+        let shared =
+            Arc::new(InstanceShared::new(config.log_sink.clone(), config.function.clone(), config.revision));
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(GuestOutput { shared: shared.clone(), stream: LogStream::Stdout })
@@ -62,9 +59,10 @@ impl HandlerState for RevisionHandler {
         // and the expiration below gets polled to enforce the deadline.
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
-        let proxy = tokio::time::timeout(config.timeout, self.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|_| wasmtime::format_err!("instantiation did not finish within the function's timeout"))??;
+        let proxy =
+            tokio::time::timeout(config.timeout, self.pre.instantiate_async(&mut store)).await.map_err(
+                |_| wasmtime::format_err!("instantiation did not finish within the function's timeout"),
+            )??;
         let max_requests = match config.mode {
             yun_types::InstanceMode::PerRequest => 1,
             yun_types::InstanceMode::Reuse => config.max_reuse,

@@ -132,7 +132,9 @@ impl LoadedRevision {
         let timeout = self.config.timeout;
         // The worker enforces the deadline itself; this outer bound only catches an instance
         // that cannot even be polled, so it gets a little slack.
-        let outcome = tokio::time::timeout(timeout + Duration::from_secs(1), self.handler.handle(ctx.clone(), request)).await;
+        let outcome =
+            tokio::time::timeout(timeout + Duration::from_secs(1), self.handler.handle(ctx.clone(), request))
+                .await;
         let error = match outcome {
             Ok(Ok(response)) => return Ok(response),
             Ok(Err(e)) => e,
@@ -141,7 +143,10 @@ impl LoadedRevision {
         if ctx.memory_exceeded.load(Ordering::Relaxed) {
             return Err(InvokeError {
                 kind: InvokeErrorKind::MemoryLimitExceeded,
-                message: format!("the function exceeded its memory limit of {} MiB", self.config.memory_bytes >> 20),
+                message: format!(
+                    "the function exceeded its memory limit of {} MiB",
+                    self.config.memory_bytes >> 20
+                ),
             });
         }
         if error.is::<ExpirationError>() || started.elapsed() >= timeout {
@@ -157,7 +162,10 @@ impl LoadedRevision {
             return Err(InvokeError { kind, message: format!("the function failed to start: {message}") });
         }
         let detail = ctx.failure().unwrap_or_else(|| format!("{error:#}"));
-        Err(InvokeError { kind: InvokeErrorKind::FunctionError, message: format!("the function failed: {detail}") })
+        Err(InvokeError {
+            kind: InvokeErrorKind::FunctionError,
+            message: format!("the function failed: {detail}"),
+        })
     }
 
     fn timeout_error(&self) -> InvokeError {

@@ -35,13 +35,7 @@ macro_rules! db_err {
         }
     )*};
 }
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+db_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Function and revision metadata. Every mutating call returns only once its change is durable.
 pub trait MetadataStore: Send + Sync + 'static {
@@ -114,8 +108,7 @@ impl MetadataStore for RedbStore {
                 created_at_ms: existing.as_ref().map_or(now_ms, |f| f.created_at_ms),
                 updated_at_ms: now_ms,
             };
-            let revision =
-                Revision { function: name.clone(), number, spec, created_at_ms: now_ms };
+            let revision = Revision { function: name.clone(), number, spec, created_at_ms: now_ms };
             revisions.insert((name.as_str(), number), encode(&revision).as_slice())?;
             functions.insert(name.as_str(), encode(&function).as_slice())?;
             (function, revision)

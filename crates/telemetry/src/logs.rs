@@ -239,13 +239,15 @@ mod tests {
     #[test]
     fn size_budget_drops_oldest_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let retention = LogRetention { max_bytes_per_function: 64 * 1024, max_age: Duration::from_secs(3600) };
+        let retention =
+            LogRetention { max_bytes_per_function: 64 * 1024, max_age: Duration::from_secs(3600) };
         let store = LogStore::open(dir.path(), retention).unwrap();
         let big = "x".repeat(1000);
         for ts in 0..500 {
             store.emit(entry(ts, &big));
         }
-        let on_disk: u64 = store.segments("hello").unwrap().iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+        let on_disk: u64 =
+            store.segments("hello").unwrap().iter().map(|p| fs::metadata(p).unwrap().len()).sum();
         assert!(on_disk <= 64 * 1024 + 16 * 1024 + 2048, "{on_disk} bytes kept");
         let kept = store.read("hello", 0, usize::MAX).unwrap();
         assert_eq!(kept.last().unwrap().ts_ms, 499, "newest lines survive");
@@ -255,7 +257,8 @@ mod tests {
     #[test]
     fn age_limit_drops_old_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let retention = LogRetention { max_bytes_per_function: 16 * 1024, max_age: Duration::from_millis(1000) };
+        let retention =
+            LogRetention { max_bytes_per_function: 16 * 1024, max_age: Duration::from_millis(1000) };
         let store = LogStore::open(dir.path(), retention).unwrap();
         let line = "y".repeat(2000);
         for ts in 0..3 {
@@ -266,7 +269,11 @@ mod tests {
         }
         store.sweep(10_003).unwrap();
         let kept = store.read("hello", 0, usize::MAX).unwrap();
-        assert!(kept.iter().all(|e| e.ts_ms >= 9_000), "old lines remain: {:?}", kept.iter().map(|e| e.ts_ms).collect::<Vec<_>>());
+        assert!(
+            kept.iter().all(|e| e.ts_ms >= 9_000),
+            "old lines remain: {:?}",
+            kept.iter().map(|e| e.ts_ms).collect::<Vec<_>>()
+        );
     }
 
     #[test]

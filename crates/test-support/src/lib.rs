@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 /// The repository root (the workspace that holds `examples/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("crates/test-support is two levels deep").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/test-support is two levels deep")
+        .to_path_buf()
 }
 
 /// Builds `examples/` for wasm32-wasip2 once per test process and returns the path of the
@@ -23,7 +27,8 @@ pub fn guest(name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let examples = repo_root().join("examples");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet", "--target-dir"])
+            .arg(examples.join("target"))
             .current_dir(&examples)
             .status()
             .expect("running cargo to build the guest components");
@@ -182,7 +187,11 @@ impl Yun {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "yun did not exit within {timeout:?}; output:\n{}", self.output());
+            assert!(
+                Instant::now() < deadline,
+                "yun did not exit within {timeout:?}; output:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

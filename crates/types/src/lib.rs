@@ -39,9 +39,7 @@ impl FunctionName {
         let bytes = name.as_bytes();
         let valid = bytes[0].is_ascii_lowercase()
             && bytes[bytes.len() - 1] != b'-'
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if !valid {
             return Err(NameError::Invalid(name));
         }
@@ -78,7 +76,9 @@ impl fmt::Display for FunctionName {
 pub struct Digest(String);
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a sha256 digest (expected 64 lowercase hex characters, optionally prefixed by 'sha256:')")]
+#[error(
+    "{0:?} is not a sha256 digest (expected 64 lowercase hex characters, optionally prefixed by 'sha256:')"
+)]
 pub struct DigestError(String);
 
 impl Digest {
@@ -207,7 +207,9 @@ pub enum SpecError {
     TooManyEnv(usize),
     #[error("environment variables take {0} bytes (at most 64 KiB)")]
     EnvTooLarge(usize),
-    #[error("environment variable name {0:?} is invalid: use letters, digits and '_', not starting with a digit")]
+    #[error(
+        "environment variable name {0:?} is invalid: use letters, digits and '_', not starting with a digit"
+    )]
     EnvName(String),
     #[error("environment variable {0:?} has a value containing a NUL byte")]
     EnvValue(String),
@@ -267,9 +269,7 @@ fn valid_outbound(host: &str) -> bool {
     port_ok
         && !name.is_empty()
         && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// An immutable revision of a function.

@@ -28,9 +28,7 @@ impl Guest for Echo {
         let served = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
 
         let path_with_query = request.path_with_query().unwrap_or_default();
-        let (path, query) = path_with_query
-            .split_once('?')
-            .unwrap_or((path_with_query.as_str(), ""));
+        let (path, query) = path_with_query.split_once('?').unwrap_or((path_with_query.as_str(), ""));
         let request_headers = request.headers().entries();
 
         let (status, reply, set_headers) = match Params::parse(query) {
@@ -42,10 +40,7 @@ impl Guest for Echo {
         };
 
         let mut headers = vec![
-            (
-                "x-echo-method".to_string(),
-                method_name(&request.method()).into_bytes(),
-            ),
+            ("x-echo-method".to_string(), method_name(&request.method()).into_bytes()),
             ("x-echo-path".to_string(), path.as_bytes().to_vec()),
             ("x-echo-query".to_string(), query.as_bytes().to_vec()),
         ];
@@ -71,9 +66,7 @@ impl Guest for Echo {
             let _ = fields.append(name, value);
         }
         let response = OutgoingResponse::new(fields);
-        response
-            .set_status_code(status)
-            .expect("status was range-checked while parsing");
+        response.set_status_code(status).expect("status was range-checked while parsing");
         let body = response.body().expect("body is taken only once");
         // Sending the head before reading the request body is what lets a large body stream
         // through instead of being buffered here.
@@ -143,10 +136,9 @@ impl Params {
                     let Some((name, value)) = value.split_once(':') else {
                         return Err(format!("set-header wants name:value, got {value:?}\n"));
                     };
-                    params.set_headers.push((
-                        name.trim().to_ascii_lowercase(),
-                        value.trim_start().as_bytes().to_vec(),
-                    ));
+                    params
+                        .set_headers
+                        .push((name.trim().to_ascii_lowercase(), value.trim_start().as_bytes().to_vec()));
                 }
                 "print" => params.print = Some(value),
                 "trap" => params.trap = flag(&value),
@@ -205,9 +197,7 @@ fn flag(value: &str) -> bool {
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{key} wants a non-negative integer, got {value:?}\n"))
+    value.parse().map_err(|_| format!("{key} wants a non-negative integer, got {value:?}\n"))
 }
 
 /// Form-style decoding (`+` is a space), because that is what HTTP clients' query builders emit.
@@ -223,8 +213,7 @@ fn percent_decode(input: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < bytes.len() => {
-                if let (Some(high), Some(low)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
-                {
+                if let (Some(high), Some(low)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
                     out.push(high << 4 | low);
                     i += 3;
                 } else {
@@ -278,14 +267,8 @@ fn spin_forever() -> ! {
 /// Grows linear memory by `mib` MiB for real. Exceeding the host's memory limit makes the
 /// allocation fail, which aborts and so traps: that is the behaviour memory-limit tests look for.
 fn allocate(mib: u64) -> (u16, Reply) {
-    let Some(len) = usize::try_from(mib)
-        .ok()
-        .and_then(|mib| mib.checked_mul(1 << 20))
-    else {
-        return (
-            400,
-            Reply::Text(format!("alloc_mb={mib} does not fit in memory\n")),
-        );
+    let Some(len) = usize::try_from(mib).ok().and_then(|mib| mib.checked_mul(1 << 20)) else {
+        return (400, Reply::Text(format!("alloc_mb={mib} does not fit in memory\n")));
     };
     let mut block = vec![0u8; len];
     // Fresh wasm memory is known to be zero, so the allocation alone may never touch it; a write
@@ -298,14 +281,7 @@ fn allocate(mib: u64) -> (u16, Reply) {
 }
 
 fn fetch(url: &str) -> (u16, Reply) {
-    let bad_url = || {
-        (
-            400,
-            Reply::Text(format!(
-                "cannot fetch {url:?}: want scheme://authority/path\n"
-            )),
-        )
-    };
+    let bad_url = || (400, Reply::Text(format!("cannot fetch {url:?}: want scheme://authority/path\n")));
     let Some((scheme, rest)) = url.split_once("://") else {
         return bad_url();
     };
@@ -339,10 +315,7 @@ fn fetch(url: &str) -> (u16, Reply) {
         }
     };
     match response {
-        Ok(Ok(response)) => (
-            200,
-            Reply::Text(format!("upstream status {}\n", response.status())),
-        ),
+        Ok(Ok(response)) => (200, Reply::Text(format!("upstream status {}\n", response.status()))),
         Ok(Err(code)) => outbound_error(code),
         Err(()) => unreachable!("the response is taken only once"),
     }
@@ -388,9 +361,7 @@ fn write_all(out: &OutputStream, mut data: &[u8]) -> Result<(), StreamError> {
             out.subscribe().block();
             continue;
         }
-        let n = data
-            .len()
-            .min(usize::try_from(permitted).unwrap_or(usize::MAX));
+        let n = data.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
         out.write(&data[..n])?;
         data = &data[n..];
     }
