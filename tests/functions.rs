@@ -395,3 +395,22 @@ async fn unknown_api_routes_and_methods() {
     assert_eq!((code, err["code"].as_str()), (400, Some("bad_request")));
     assert!(err["message"].as_str().unwrap().contains("has not been uploaded"));
 }
+
+#[tokio::test]
+async fn compiling_an_upload_is_bounded_in_memory_and_time() {
+    for (flags, needle) in [
+        (["--compile-memory", "40Mi"], "exceeded the compiler's limits"),
+        (["--compile-timeout", "1ms"], "took longer than"),
+    ] {
+        let yun = Yun::start_with_args(BIN, &flags);
+        let path = yun_test_support::guest("echo");
+        let out = yun.cli(&["deploy", "echo", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{flags:?}: {stderr}");
+        assert_eq!(std::fs::read_dir(yun.data_dir().join("blobs/artifacts")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(yun.data_dir().join("blobs/staging")).unwrap().count(), 0);
+        let health = client().get(format!("{}/healthz", yun.url())).send().await.unwrap();
+        assert_eq!(health.status(), 200, "the platform keeps serving");
+    }
+}
