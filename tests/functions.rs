@@ -282,11 +282,11 @@ async fn five_hundred_concurrent_requests_all_succeed() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut yun = Yun::start(BIN);
     yun.deploy("echo", "echo", &[]);
-    let url = format!("{}/fn/echo/?sleep_ms=1500", yun.url());
+    let url = format!("{}/fn/echo/?print=started&sleep_ms=1500", yun.url());
     let in_flight: Vec<_> = (0..3)
         .map(|i| {
             let url = url.clone();
@@ -295,7 +295,12 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Signal only once all three are inside the function (each printed before sleeping).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while yun.cli_ok(&["logs", "echo"]).matches("stdout: started").count() < 3 {
+        assert!(Instant::now() < deadline, "requests never reached the function");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     yun.terminate();
     for (i, t) in in_flight.into_iter().enumerate() {
         assert_eq!(t.await.unwrap(), format!("slow {i}"));
@@ -337,7 +342,7 @@ async fn env_and_outbound_policy() {
     assert_eq!(resp.text().await.unwrap(), "upstream status 200\n");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_show_guest_lines_with_their_invocation_id() {
     let yun = Yun::start(BIN);
     yun.deploy("echo", "echo", &[]);
@@ -363,12 +368,30 @@ async fn logs_show_guest_lines_with_their_invocation_id() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    client().get(format!("{}/fn/echo/?print=followed-line", yun.url())).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The follower may not be connected yet when a line is written, so keep writing until one
+    // arrives (bounded), rather than guessing how long it takes to connect.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        client().get(format!("{}/fn/echo/?print=followed-line", yun.url())).send().await.unwrap();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            if line.ends_with("stdout: followed-line") {
+                seen = true;
+                break;
+            }
+        }
+    }
     follow.kill().unwrap();
-    let out = follow.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stdout: followed-line"));
+    let _ = follow.wait();
+    assert!(seen, "logs -f never showed a line written while following");
 }
 
 #[tokio::test]
