@@ -165,6 +165,7 @@ GUESTS="$AVAILABLE"
   echo "wrk: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s after a ${WARMUP}s warm-up; $ROUNDS rounds; median"
   echo "YUN_LOG: ${BENCH_YUN_LOG:-(default)}"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   for g in $GUESTS; do echo "guest $g: ${WASM[$g]} ($(stat -c %s "${WASM[$g]}") bytes)"; done
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
@@ -225,6 +226,7 @@ load() { # guest mode server round url: warm-up, then the measured run -> throug
 import json, sys
 r = json.loads(sys.argv[1])
 r.update(guest=sys.argv[2], mode=sys.argv[3], server=sys.argv[4], round=int(sys.argv[5]))
+r["loadavg_1m"] = float(open("/proc/loadavg").read().split()[0])
 print(json.dumps(r))
 PY
   log "  $label: $(python3 - "$line" <<'PY'
@@ -318,5 +320,6 @@ done
 stop_yun
 
 # ---------------------------------------------------------------- report
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 python3 "$BENCH/report.py" "$OUT" | tee "$OUT/table.md"
 log "done in $((SECONDS - START_TIME)) s; raw results in ${OUT#"$ROOT/"}"

@@ -209,6 +209,19 @@ async fn body_limits_give_413() {
     let yun = Yun::start(BIN);
     yun.deploy("echo", "echo", &["--max-body", "1Mi"]);
     let url = format!("{}/fn/echo/", yun.url());
+    // A declared length over the limit is refused before any of the body is read (a client
+    // that waits, like curl with `Expect: 100-continue`, never sends it).
+    let head =
+        format!("POST /fn/echo/ HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n\r\n", yun.addr(), 2 << 20);
+    let mut tcp = std::net::TcpStream::connect(yun.addr()).unwrap();
+    std::io::Write::write_all(&mut tcp, head.as_bytes()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = std::io::Read::read(&mut tcp, &mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("payload_too_large"), "{reply}");
+    // A client that sends the whole body without waiting sees the 413 too, not a broken pipe.
     let (code, err) = error_of(client().post(&url).body(vec![0u8; 2 << 20]).send().await.unwrap()).await;
     assert_eq!((code, err["code"].as_str()), (413, Some("payload_too_large")));
     // Without a Content-Length the limit is enforced while streaming.

@@ -46,6 +46,11 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_body) {
+            // A client that waits for `100 Continue` gets its answer without sending a byte;
+            // one that sends anyway is read from a little so it gets to see the 413.
+            if !req.headers().contains_key(http::header::EXPECT) {
+                linger(req.into_body()).await;
+            }
             return fail(&invocation_id, Some(revision), ErrorCode::PayloadTooLarge, too_large(max_body));
         }
         Counters::incr(&self.counters.invocations);
@@ -95,27 +100,36 @@ impl Gateway {
             // A body of unknown length is read up front (as nginx does by default): once a
             // function has started its response, an over-limit body could only cut it off,
             // while read first it gets a precise 413.
-            match Limited::new(incoming, max_body as usize).collect().await {
-                Ok(collected) => {
-                    Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync()
-                }
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return fail(
-                        &invocation_id,
-                        Some(revision),
-                        ErrorCode::PayloadTooLarge,
-                        too_large(max_body),
-                    );
-                }
-                Err(e) => {
-                    return fail(
-                        &invocation_id,
-                        Some(revision),
-                        ErrorCode::BadRequest,
-                        format!("reading the request body: {e}"),
-                    );
+            let mut incoming = incoming;
+            let mut buf = bytes::BytesMut::new();
+            loop {
+                match incoming.frame().await {
+                    None => break,
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            if (buf.len() + data.len()) as u64 > max_body {
+                                linger(incoming).await;
+                                return fail(
+                                    &invocation_id,
+                                    Some(revision),
+                                    ErrorCode::PayloadTooLarge,
+                                    too_large(max_body),
+                                );
+                            }
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        return fail(
+                            &invocation_id,
+                            Some(revision),
+                            ErrorCode::BadRequest,
+                            format!("reading the request body: {e}"),
+                        );
+                    }
                 }
             }
+            Full::new(buf.freeze()).map_err(|never| match never {}).boxed_unsync()
         } else {
             // The declared length was checked above; the limit still guards a client that
             // sends more than it declared.
@@ -171,6 +185,23 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Reads and drops what a refused client is still sending (bounded in bytes and time), like
+/// nginx's lingering close: closing on a client mid-upload makes it see a broken pipe instead
+/// of the 413 it was sent.
+async fn linger(mut body: Incoming) {
+    const MAX_BYTES: usize = 16 * 1024 * 1024;
+    let drain = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > MAX_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
 fn too_large(max: u64) -> String {
