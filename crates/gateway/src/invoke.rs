@@ -148,7 +148,8 @@ impl Gateway {
                 })
                 .boxed_unsync()
         };
-        let ctx = Arc::new(RequestCtx::new(invocation_id.clone()));
+        let deadline = std::time::Instant::now() + loaded.config().timeout;
+        let ctx = Arc::new(RequestCtx::new(invocation_id.clone(), deadline));
         match loaded.invoke(Request::from_parts(parts, body), ctx).await {
             Ok(response) => {
                 let mut response = response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());

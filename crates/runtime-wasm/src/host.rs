@@ -387,10 +387,10 @@ mod tests {
     fn output_is_split_into_lines_per_request() {
         let sink = Arc::new(Collect(Mutex::new(vec![])));
         let shared = InstanceShared::new(sink.clone(), "f".into(), 3);
-        shared.begin(Arc::new(RequestCtx::new("a".into())));
+        shared.begin(Arc::new(RequestCtx::new("a".into(), std::time::Instant::now())));
         shared.write(LogStream::Stdout, b"one\ntw");
         shared.write(LogStream::Stdout, b"o\r\nthree");
-        shared.begin(Arc::new(RequestCtx::new("b".into())));
+        shared.begin(Arc::new(RequestCtx::new("b".into(), std::time::Instant::now())));
         shared.write(LogStream::Stderr, b"err\n");
         shared.finish();
         let got: Vec<(String, String)> =
@@ -403,7 +403,7 @@ mod tests {
     fn chatty_invocations_are_capped() {
         let sink = Arc::new(Collect(Mutex::new(vec![])));
         let shared = InstanceShared::new(sink.clone(), "f".into(), 1);
-        shared.begin(Arc::new(RequestCtx::new("a".into())));
+        shared.begin(Arc::new(RequestCtx::new("a".into(), std::time::Instant::now())));
         let line = vec![b'x'; 1000];
         for _ in 0..2000 {
             shared.write(LogStream::Stdout, &line);

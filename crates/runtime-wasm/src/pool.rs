@@ -76,7 +76,7 @@ impl HandlerState for RevisionHandler {
                 request_timeout: config.timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX / 4)),
             },
-            state: Worker { shared, max_requests, timeout: config.timeout },
+            state: Worker { shared, max_requests },
         })
     }
 }
@@ -111,7 +111,6 @@ impl WorkerExpiration for Expiration {
 pub(crate) struct Worker {
     shared: Arc<InstanceShared>,
     max_requests: usize,
-    timeout: Duration,
 }
 
 impl WorkerState for Worker {
@@ -135,8 +134,9 @@ impl WorkerState for Worker {
         request: Arc<RequestCtx>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
+        let deadline = tokio::time::Instant::from_std(request.deadline);
         self.shared.begin(request);
-        Box::pin(tokio::time::sleep(self.timeout))
+        Box::pin(tokio::time::sleep_until(deadline))
     }
 
     fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {

@@ -34,13 +34,15 @@ pub struct RevisionConfig {
 /// One invocation as the runtime sees it: its id, and what went wrong, if anything.
 pub struct RequestCtx {
     pub invocation_id: String,
+    /// When the function must have responded by.
+    pub deadline: Instant,
     memory_exceeded: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 
 impl RequestCtx {
-    pub fn new(invocation_id: String) -> Self {
-        Self { invocation_id, memory_exceeded: AtomicBool::new(false), failure: Mutex::new(None) }
+    pub fn new(invocation_id: String, deadline: Instant) -> Self {
+        Self { invocation_id, deadline, memory_exceeded: AtomicBool::new(false), failure: Mutex::new(None) }
     }
 
     pub(crate) fn mark_memory_exceeded(&self) {
@@ -130,11 +132,11 @@ impl LoadedRevision {
     ) -> Result<http::Response<WasiBody>, InvokeError> {
         let started = Instant::now();
         let timeout = self.config.timeout;
-        // The worker enforces the deadline itself; this outer bound only catches an instance
-        // that cannot even be polled, so it gets a little slack.
-        let outcome =
-            tokio::time::timeout(timeout + Duration::from_secs(1), self.handler.handle(ctx.clone(), request))
-                .await;
+        // The worker expires the request at its deadline from inside the instance's event
+        // loop; this bound runs on the caller's task, so the caller gets its 504 on time even
+        // when the instance's thread is slow to be scheduled.
+        let outer = tokio::time::Instant::from_std(ctx.deadline + Duration::from_millis(50));
+        let outcome = tokio::time::timeout_at(outer, self.handler.handle(ctx.clone(), request)).await;
         let error = match outcome {
             Ok(Ok(response)) => return Ok(response),
             Ok(Err(e)) => e,
@@ -149,7 +151,7 @@ impl LoadedRevision {
                 ),
             });
         }
-        if error.is::<ExpirationError>() || started.elapsed() >= timeout {
+        if error.is::<ExpirationError>() || started.elapsed() >= timeout || Instant::now() >= ctx.deadline {
             return Err(self.timeout_error());
         }
         if let Some(inst) = error.downcast_ref::<InstantiationError<Arc<RequestCtx>>>() {
