@@ -162,9 +162,13 @@ impl ControlPlane {
     /// Streams the upload to a staging file while hashing it, compiles it in the isolated
     /// compiler, and only then moves it into the content-addressed store.
     async fn upload(&self, mut incoming: Incoming) -> ApiResult {
-        let staging = self.blobs.staging_dir().join(format!("upload-{}", uuid_like()));
-        let mut file = tokio::fs::File::create(&staging).await.map_err(internal)?;
-        let guard = RemoveOnDrop(staging.clone());
+        // Removed on every early return; once committed it has been renamed away.
+        let staging = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(self.blobs.staging_dir())
+            .map_err(internal)?
+            .into_temp_path();
+        let mut file = tokio::fs::OpenOptions::new().write(true).open(&staging).await.map_err(internal)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         while let Some(frame) = incoming.frame().await {
@@ -205,7 +209,6 @@ impl ControlPlane {
             CompileError::Internal(m) => ApiError::new(ErrorCode::Internal, m),
         })?;
         self.blobs.commit_artifact(&staging, &digest).map_err(internal)?;
-        drop(guard); // the staging file has been renamed away; nothing is left to remove
         Ok(body::json(201, &json!({ "digest": digest, "size": size, "existed": false })))
     }
 
@@ -393,18 +396,4 @@ async fn read_json_body(mut incoming: Incoming, max: usize) -> Result<Vec<u8>, A
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!("internal error: {e}");
     ApiError::new(ErrorCode::Internal, e.to_string())
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}-{}", std::process::id(), now_ms(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
