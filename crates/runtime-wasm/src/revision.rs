@@ -130,8 +130,6 @@ impl LoadedRevision {
         request: http::Request<WasiBody>,
         ctx: Arc<RequestCtx>,
     ) -> Result<http::Response<WasiBody>, InvokeError> {
-        let started = Instant::now();
-        let timeout = self.config.timeout;
         // The worker expires the request at its deadline from inside the instance's event
         // loop; this bound runs on the caller's task, so the caller gets its 504 on time even
         // when the instance's thread is slow to be scheduled.
@@ -151,7 +149,7 @@ impl LoadedRevision {
                 ),
             });
         }
-        if error.is::<ExpirationError>() || started.elapsed() >= timeout || Instant::now() >= ctx.deadline {
+        if error.is::<ExpirationError>() || Instant::now() >= ctx.deadline {
             return Err(self.timeout_error());
         }
         if let Some(inst) = error.downcast_ref::<InstantiationError<Arc<RequestCtx>>>() {
