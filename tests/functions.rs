@@ -336,6 +336,13 @@ async fn instance_modes_reuse_or_isolate() {
     // An instance that trapped is discarded, never reused.
     client().get(format!("{}/fn/warm/?trap=1", yun.url())).send().await.unwrap();
     assert_eq!(count("warm").await, "1\n");
+    assert_eq!(count("warm").await, "2\n");
+    // So is one that returned without a response: its state may be what broke it.
+    let resp = client().get(format!("{}/fn/warm/?no_response=1", yun.url())).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "function_error", "{body}");
+    assert_eq!(count("warm").await, "1\n");
 }
 
 #[tokio::test]
@@ -435,7 +442,8 @@ async fn unknown_api_routes_and_methods() {
 #[tokio::test]
 async fn compiling_an_upload_is_bounded_in_memory_and_time() {
     for (flags, needle) in [
-        (["--compile-memory", "40Mi"], "exceeded the compiler's limits"),
+        // Enough to load the binary (about 40 MiB mapped), far too little to compile echo (>96 MiB).
+        (["--compile-memory", "64Mi"], "exceeded the compiler's limits"),
         (["--compile-timeout", "1ms"], "took longer than"),
     ] {
         let yun = Yun::start_with_args(BIN, &flags);

@@ -207,6 +207,10 @@ impl InstanceShared {
         self.lock().request.clone()
     }
 
+    pub fn last_request_failed(&self) -> bool {
+        self.lock().request.as_ref().is_some_and(|r| r.failed())
+    }
+
     /// Records why the instance died in the function's stderr log, attributed to its request.
     pub fn log_failure(&self, detail: &str) {
         let mut cur = self.lock();

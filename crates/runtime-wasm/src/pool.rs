@@ -118,7 +118,7 @@ impl WorkerState for Worker {
     type RequestData = Arc<RequestCtx>;
 
     fn should_accept_request(&self, concurrent_count: usize, total_count: usize) -> ShouldAccept {
-        if total_count >= self.max_requests {
+        if total_count >= self.max_requests || self.shared.last_request_failed() {
             ShouldAccept::Never
         } else if concurrent_count >= 1 {
             // wasi:http 0.2 handlers run one request at a time per instance.

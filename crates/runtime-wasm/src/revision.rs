@@ -37,12 +37,20 @@ pub struct RequestCtx {
     /// When the function must have responded by.
     pub deadline: Instant,
     memory_exceeded: AtomicBool,
+    /// Set when this request failed: the instance that served it must not serve another.
+    failed: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 
 impl RequestCtx {
     pub fn new(invocation_id: String, deadline: Instant) -> Self {
-        Self { invocation_id, deadline, memory_exceeded: AtomicBool::new(false), failure: Mutex::new(None) }
+        Self {
+            invocation_id,
+            deadline,
+            memory_exceeded: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
     }
 
     pub(crate) fn mark_memory_exceeded(&self) {
@@ -51,6 +59,10 @@ impl RequestCtx {
 
     pub(crate) fn set_failure(&self, message: String) {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(message);
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     fn failure(&self) -> Option<String> {
@@ -137,9 +149,14 @@ impl LoadedRevision {
         let outcome = tokio::time::timeout_at(outer, self.handler.handle(ctx.clone(), request)).await;
         let error = match outcome {
             Ok(Ok(response)) => return Ok(response),
-            Ok(Err(e)) => e,
-            Err(_) => return Err(self.timeout_error()),
+            Ok(Err(e)) => Some(e),
+            Err(_elapsed) => None,
         };
+        // A trap or a deadline already ends the instance; this also retires one whose guest
+        // returned without a response and lives on. The worker checks the flag before it takes
+        // its next request, so under load one queued request may still reach it.
+        ctx.failed.store(true, Ordering::Relaxed);
+        let Some(error) = error else { return Err(self.timeout_error()) };
         if ctx.memory_exceeded.load(Ordering::Relaxed) {
             return Err(InvokeError {
                 kind: InvokeErrorKind::MemoryLimitExceeded,

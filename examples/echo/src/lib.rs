@@ -32,6 +32,8 @@ impl Guest for Echo {
         let request_headers = request.headers().entries();
 
         let (status, reply, set_headers) = match Params::parse(query) {
+            // A guest bug the platform must survive: returning without ever setting a response.
+            Ok(params) if params.no_response => return,
             Ok(params) => {
                 let (status, reply) = params.run(served);
                 (status, reply, params.set_headers)
@@ -111,6 +113,7 @@ struct Params {
     size: Option<u64>,
     sleep_ms: Option<u64>,
     counter: bool,
+    no_response: bool,
     env: Option<String>,
     fetch: Option<String>,
 }
@@ -147,6 +150,7 @@ impl Params {
                 "size" => params.size = Some(number(&key, &value)?),
                 "sleep_ms" => params.sleep_ms = Some(number(&key, &value)?),
                 "counter" => params.counter = flag(&value),
+                "no_response" => params.no_response = flag(&value),
                 "env" => params.env = Some(value),
                 "fetch" => params.fetch = Some(value),
                 _ => {}
