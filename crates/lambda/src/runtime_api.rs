@@ -426,16 +426,16 @@ impl RuntimeApi {
         })
     }
 
-    /// Checks that `id` may be answered now; `Err` is the response to send instead.
-    fn check_in_flight(&self, id: &str, to: &str) -> Result<(), Response<Full<Bytes>>> {
+    /// Checks that `id` may be answered now: `Some` is the refusal to send instead.
+    fn refuse_answer(&self, id: &str, to: &str) -> Option<Response<Full<Bytes>>> {
         let state = self.lock();
         if state.terminated.is_some() {
-            return Err(container_error());
+            return Some(container_error());
         }
         match &state.in_flight {
-            None => Err(invalid_transition("Ready", to, "no invocation is in flight")),
-            Some(in_flight) if in_flight.request_id != id => Err(invalid_request_id()),
-            Some(_) => Ok(()),
+            None => Some(invalid_transition("Ready", to, "no invocation is in flight")),
+            Some(in_flight) if in_flight.request_id != id => Some(invalid_request_id()),
+            Some(_) => None,
         }
     }
 
@@ -449,7 +449,7 @@ impl RuntimeApi {
     }
 
     async fn response(&self, id: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Err(response) = self.check_in_flight(id, "InvocationResponse") {
+        if let Some(response) = self.refuse_answer(id, "InvocationResponse") {
             return response;
         }
         let body = match read_body(request.into_body()).await {
@@ -483,7 +483,7 @@ impl RuntimeApi {
     }
 
     async fn error(&self, id: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Err(response) = self.check_in_flight(id, "InvocationErrorResponse") {
+        if let Some(response) = self.refuse_answer(id, "InvocationErrorResponse") {
             return response;
         }
         let header_type = header_string(&request, &H_ERROR_TYPE);
