@@ -269,13 +269,29 @@ pub(crate) fn parse_oom_kill(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Removes the empty instance cgroups a previous yun left behind; busy ones (still running
-/// processes, or another live yun's) refuse `rmdir` and are kept. Returns how many were removed.
+/// The pid of the yun that created an instance cgroup named `<label>-<pid>-<id>`.
+pub(crate) fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(3, '-');
+    let _id: u64 = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some(pid)
+}
+
+/// Removes the instance cgroups a previous yun left behind: those whose creating yun is no longer
+/// running (another live yun may have just created one that is still empty). Busy ones refuse
+/// `rmdir` and are kept. Returns how many were removed.
 pub(crate) fn remove_leftovers(h: &Hierarchy) -> usize {
     let mut n = 0;
     for parent in h.parents() {
         let Ok(entries) = std::fs::read_dir(&parent) else { continue };
         for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = owner_pid(&name)
+                && Path::new(&format!("/proc/{pid}")).exists()
+            {
+                continue;
+            }
             if e.file_type().is_ok_and(|t| t.is_dir()) && std::fs::remove_dir(e.path()).is_ok() {
                 n += 1;
             }
@@ -343,6 +359,14 @@ cgroup /sys/fs/cgroup/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
             write("/sys/fs/cgroup/cgroup.subtree_control".into(), "+memory +cpu +pids", true)
         );
         assert_eq!(p.oom_file, PathBuf::from("/sys/fs/cgroup/yun/a-1/memory.events"));
+    }
+
+    #[test]
+    fn owner_pid_from_name() {
+        assert_eq!(owner_pid("hello-r3-1234-7"), Some(1234));
+        assert_eq!(owner_pid("selftest-99-1"), Some(99));
+        assert_eq!(owner_pid("x-1"), None);
+        assert_eq!(owner_pid("a-b-c"), None);
     }
 
     #[test]

@@ -600,6 +600,10 @@ fn init_setup(spec: &HelperSpec, sync_r: RawFd) -> Result<(), String> {
         lo_up()?;
     }
     let root = &spec.root;
+    // pivot_root refuses a new root that is locked (inherited from the helper's more privileged
+    // mount namespace); a recursive bind made here is this namespace's own. The read-only flags
+    // stay locked on every mount it copies.
+    mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None)?;
     mount(
         Some(Path::new("proc")),
         &root.join("proc"),
@@ -697,7 +701,8 @@ fn command_setup(spec: &HelperSpec) -> Result<bool, String> {
             (libc::RLIMIT_CORE, 0),
             (libc::RLIMIT_NPROC, spec.pids_max),
             (libc::RLIMIT_NOFILE, 1024),
-            (libc::RLIMIT_FSIZE, spec.tmp_bytes.max(1 << 20)),
+            // Above the /tmp size, so that filling /tmp reports ENOSPC rather than EFBIG.
+            (libc::RLIMIT_FSIZE, spec.tmp_bytes.saturating_mul(2).max(1 << 20)),
         ];
         for (res, v) in limits {
             let l = libc::rlimit { rlim_cur: v, rlim_max: v };
