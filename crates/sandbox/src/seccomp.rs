@@ -16,7 +16,7 @@ use seccompiler::{
 fn denied() -> Vec<i64> {
     use libc::*;
     #[allow(unused_mut)]
-    let mut v: Vec<c_long> = vec![
+    let mut v: Vec<i64> = vec![
         SYS_mount,
         SYS_umount2,
         SYS_pivot_root,
@@ -63,7 +63,7 @@ fn denied() -> Vec<i64> {
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([SYS_kexec_file_load, SYS_iopl, SYS_ioperm, SYS_uselib]);
-    v.into_iter().map(i64::from).collect()
+    v
 }
 
 /// Every CLONE_NEW* flag: `clone` with any of them is how namespaces are made without `unshare`.

@@ -532,3 +532,43 @@ async fn cold_start_figures() {
         }
     }
 }
+
+/// examples/probe/probe.py of the workspace.
+fn probe_script() -> String {
+    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(d) = dir {
+        let p = d.join("examples/probe/probe.py");
+        if p.exists() {
+            return std::fs::read_to_string(p).expect("read probe.py");
+        }
+        dir = d.parent();
+    }
+    panic!("examples/probe/probe.py not found above {}", env!("CARGO_MANIFEST_DIR"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_probe_is_denied_everywhere() {
+    let env = env().await;
+    let dir = code(&[("probe.py", &probe_script())]);
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "probe", "python3 probe.py");
+    s.env.push((
+        "QUERY_STRING".into(),
+        format!("list={}&connect=127.0.0.1:{}", data.path().display(), host.local_addr().unwrap().port()),
+    ));
+    let out = run(&env, s).await;
+    assert_eq!(out.exit, Exit::Code(0), "stderr: {}", out.stderr);
+    let body = out.stdout.split_once("\r\n\r\n").expect("CGI header block").1;
+    println!("{body}");
+    let report: serde_json::Value = serde_json::from_str(body).expect("probe JSON");
+    for (name, verdict) in report["results"].as_object().expect("results") {
+        let verdict = verdict.as_str().unwrap();
+        if name == "write_tmp" {
+            assert_eq!(verdict, "ALLOWED");
+        } else {
+            assert!(verdict.starts_with("denied: "), "{name}: {verdict}\n{body}");
+        }
+    }
+    assert_eq!(report["facts"]["interfaces"], serde_json::json!(["lo"]));
+}
