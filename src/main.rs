@@ -72,6 +72,9 @@ enum Command {
     /// Internal: compile an upload in an isolated child process.
     #[command(name = "__compile", hide = true)]
     Compile(commands::compile::Args),
+    /// Internal: build one sandboxed function instance (single-threaded helper).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox(commands::sandbox::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,10 @@ fn main() -> ExitCode {
     // The compiler child runs no async code; keep it free of a Tokio runtime and its threads.
     if let Command::Compile(args) = &cli.command {
         return commands::compile::run(args);
+    }
+    // The sandbox helper forks and clones: it must stay single-threaded, so no runtime either.
+    if let Command::Sandbox(args) = &cli.command {
+        return commands::sandbox::run(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -96,7 +103,7 @@ fn main() -> ExitCode {
             Command::Describe(args) => commands::describe::run(&cli.global, args).await,
             Command::Rm(args) => commands::rm::run(&cli.global, args).await,
             Command::Logs(args) => commands::logs::run(&cli.global, args).await,
-            Command::Compile(_) => unreachable!("handled before the runtime starts"),
+            Command::Compile(_) | Command::Sandbox(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

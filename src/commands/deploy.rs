@@ -1,4 +1,5 @@
-//! `yun deploy NAME FILE`: upload, validate and precompile a component, then make it the
+//! `yun deploy NAME PATH`: upload a component (validated and precompiled) or, with
+//! `--runtime process`, a directory or archive of code (unpacked read-only), then make it the
 //! function's new revision.
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::json;
-use yun_types::{InstanceMode, Limits};
+use yun_types::{InstanceMode, Limits, ProcessMode};
 
 use crate::Global;
 use crate::client::{Client, print_json};
@@ -18,8 +19,31 @@ use crate::client::{Client, print_json};
 pub struct Args {
     /// Function name (lowercase letters, digits, '-').
     name: String,
-    /// The component (.wasm) built for the wasi:http/proxy world.
+    /// The component (.wasm) built for the wasi:http/proxy world; with `--runtime process`, a
+    /// directory or a .tar.gz/.zip of the function's code.
     file: PathBuf,
+    /// wasm: a wasi:http component; process: a program run as a sandboxed OS process.
+    #[arg(long, default_value = "wasm", value_parser = ["wasm", "process"])]
+    runtime: String,
+    /// Process functions: http (resident web server on $PORT), stdio (CGI, one process per
+    /// request) or lambda (AWS Lambda runtime client).
+    #[arg(long, required_if_eq("runtime", "process"))]
+    mode: Option<ProcessMode>,
+    /// Process functions: the command, run with /bin/sh -c in the code directory.
+    #[arg(long, required_if_eq("runtime", "process"))]
+    command: Option<String>,
+    /// http mode: a path that answers 2xx once the app is ready (default: TCP connect to $PORT).
+    #[arg(long)]
+    health: Option<String>,
+    /// lambda mode: the handler passed to the runtime client as _HANDLER.
+    #[arg(long)]
+    handler: Option<String>,
+    /// Process functions: how long the process may take to become ready, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    startup_timeout: Duration,
+    /// Resident process functions: stopped after this long without requests, e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
     /// Memory limit, e.g. 128Mi.
     #[arg(long, default_value = "128Mi", value_parser = parse_size)]
     memory: u64,
@@ -53,18 +77,24 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     yun_types::FunctionName::new(args.name.clone())?;
-    let wasm = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    if wasm.is_empty() {
+    let process = args.runtime == "process";
+    let (bytes, content_type) = if process {
+        (code_archive(&args.file)?, "application/gzip")
+    } else {
+        if args.file.is_dir() {
+            bail!("{} is a directory: deploy it with --runtime process", args.file.display());
+        }
+        (
+            std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?,
+            "application/wasm",
+        )
+    };
+    if bytes.is_empty() {
         bail!("{} is empty", args.file.display());
     }
     let client = Client::new(global)?;
     let artifact = client
-        .call(
-            client
-                .request(Method::POST, "/v1/artifacts")
-                .header("content-type", "application/wasm")
-                .body(wasm),
-        )
+        .call(client.request(Method::POST, "/v1/artifacts").header("content-type", content_type).body(bytes))
         .await?;
     let env: BTreeMap<String, String> = args.env.into_iter().collect();
     let spec = json!({
@@ -78,6 +108,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         "allow_outbound": args.allow_outbound,
         "private": args.private,
         "instance": args.instance,
+        "process": process.then(|| json!({
+            "mode": args.mode,
+            "command": args.command,
+            "health": args.health,
+            "handler": args.handler,
+            "startup_timeout_ms": args.startup_timeout.as_millis() as u64,
+            "idle_timeout_ms": args.idle_timeout.as_millis() as u64,
+        })),
     });
     let revision = client
         .call(client.request(Method::POST, &format!("/v1/functions/{}/revisions", args.name)).json(&spec))
@@ -90,4 +128,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         println!("  url     {}", revision["url"].as_str().unwrap_or("-"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A directory is packed into a .tar.gz here; an archive file is sent as it is (the server
+/// tells a .tar.gz from a .zip by its bytes).
+fn code_archive(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path.is_dir() {
+        let mut out = Vec::new();
+        yun_archive::pack_dir(path, &mut out).with_context(|| format!("packing {}", path.display()))?;
+        return Ok(out);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if yun_archive::detect(&bytes).is_none() {
+        bail!("{} is neither a directory nor a .tar.gz or .zip archive", path.display());
+    }
+    Ok(bytes)
 }

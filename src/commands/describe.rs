@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use reqwest::Method;
+use serde_json::Value;
 
 use crate::Global;
 use crate::client::{Client, format_ms, print_json};
@@ -33,12 +34,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             format_ms(r["created_at_ms"].as_u64().unwrap_or(0)),
             r["digest"].as_str().unwrap_or("-")
         );
+        let runtime = match r["process"].as_object() {
+            Some(p) => format!(
+                "process ({} mode: {})",
+                p.get("mode").and_then(Value::as_str).unwrap_or("-"),
+                p.get("command").and_then(Value::as_str).unwrap_or("-")
+            ),
+            None => format!("wasm, instance {}", r["instance"].as_str().unwrap_or("-")),
+        };
         println!(
-            "        memory {} MiB, timeout {} ms, body {} bytes, instance {}, {}",
+            "        {runtime}, memory {} MiB, timeout {} ms, body {} bytes, {}",
             l["memory_bytes"].as_u64().unwrap_or(0) >> 20,
             l["timeout_ms"],
             l["max_body_bytes"],
-            r["instance"].as_str().unwrap_or("-"),
             if r["private"].as_bool() == Some(true) { "private" } else { "public" }
         );
         let env: Vec<&str> = r["env"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();

@@ -7,4 +7,5 @@ pub mod invoke;
 pub mod logs;
 pub mod ls;
 pub mod rm;
+pub mod sandbox;
 pub mod up;

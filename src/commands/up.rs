@@ -51,6 +51,11 @@ pub struct Args {
     /// On shutdown, how long in-flight requests get to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Run process functions as plain child processes, without namespaces, cgroups or seccomp.
+    /// For development on hosts that cannot isolate: any function can then read and kill
+    /// anything yun can.
+    #[arg(long)]
+    insecure_no_sandbox: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -92,8 +97,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         memory_limit: args.compile_memory,
         time_limit: args.compile_timeout,
     };
+    let isolation = yun_sandbox::Sandbox::new(yun_sandbox::SandboxConfig {
+        helper_exe: std::env::current_exe().context("locating the yun binary for the sandbox helper")?,
+        run_dir: data_dir.join("run").join("sandbox"),
+        isolate: !args.insecure_no_sandbox,
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "process functions cannot be isolated on this host: {e}\n(run with --insecure-no-sandbox to run them unisolated, for development only)"
+        )
+    })?;
+    if args.insecure_no_sandbox {
+        eprintln!(
+            "WARNING: --insecure-no-sandbox: process functions run as plain child processes of yun, with its user, files and network. Never use this with code you do not trust."
+        );
+    }
+    let sandbox_line = isolation.describe();
+    let process = yun_runtime_process::ProcessRuntime::new(
+        Arc::new(isolation),
+        logs.clone(),
+        yun_runtime_process::ProcessLimits::default(),
+    );
     let activator = Arc::new(Activator::new(
         runtime,
+        process,
         blobs.clone(),
         sandbox,
         logs.clone(),
@@ -156,6 +184,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         trigger.trigger();
     });
 
+    println!("{sandbox_line}");
     println!(
         "yun {} listening on http://{addr} ({restored} functions, data in {})",
         env!("CARGO_PKG_VERSION"),

@@ -1,5 +1,5 @@
 //! The routing table of live revisions, and bringing a revision into memory when a request
-//! finds it cold.
+//! finds it cold, whether it is a wasm component or a process function.
 //!
 //! The control plane tells the activator which revision of each function serves; the gateway
 //! asks it, per request, for that revision ready to run. Only the first request after a deploy
@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
+use yun_runtime_process::{ProcessConfig, ProcessRevision, ProcessRuntime};
 use yun_runtime_wasm::{CompileError, CompileSandbox, LoadedRevision, RevisionConfig, Runtime};
 use yun_store::BlobStore;
 use yun_telemetry::{Counters, LogSink};
@@ -36,13 +37,22 @@ impl Default for InstancePolicy {
 /// The revision that serves a function, loaded on first use.
 pub struct Deployment {
     pub revision: Revision,
-    loaded: OnceCell<Arc<LoadedRevision>>,
+    loaded: OnceCell<Loaded>,
+}
+
+/// A revision ready to serve, by runtime.
+#[derive(Clone)]
+pub enum Loaded {
+    Wasm(Arc<LoadedRevision>),
+    Process(Arc<ProcessRevision>),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
     #[error("the artifact {0} of this revision is missing from the data directory")]
     MissingArtifact(Digest),
+    #[error("the code {0} of this revision is missing from the data directory")]
+    MissingCode(Digest),
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error("{0}")]
@@ -51,6 +61,7 @@ pub enum ActivateError {
 
 pub struct Activator {
     runtime: Arc<Runtime>,
+    process: Arc<ProcessRuntime>,
     blobs: BlobStore,
     sandbox: CompileSandbox,
     log_sink: Arc<dyn LogSink>,
@@ -60,15 +71,26 @@ pub struct Activator {
 }
 
 impl Activator {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         runtime: Arc<Runtime>,
+        process: Arc<ProcessRuntime>,
         blobs: BlobStore,
         sandbox: CompileSandbox,
         log_sink: Arc<dyn LogSink>,
         counters: Arc<Counters>,
         policy: InstancePolicy,
     ) -> Self {
-        Self { runtime, blobs, sandbox, log_sink, counters, policy, table: RwLock::new(HashMap::new()) }
+        Self {
+            runtime,
+            process,
+            blobs,
+            sandbox,
+            log_sink,
+            counters,
+            policy,
+            table: RwLock::new(HashMap::new()),
+        }
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -94,8 +116,12 @@ impl Activator {
     }
 
     /// The deployment's revision ready to run. Concurrent cold requests share one load.
-    pub async fn activate(&self, deployment: &Deployment) -> Result<Arc<LoadedRevision>, ActivateError> {
+    pub async fn activate(&self, deployment: &Deployment) -> Result<Loaded, ActivateError> {
         deployment.loaded.get_or_try_init(|| self.load(&deployment.revision)).await.cloned()
+    }
+
+    pub fn process_runtime(&self) -> &ProcessRuntime {
+        &self.process
     }
 
     /// Compiles an upload into the code cache, in the isolated compiler. On success the
@@ -122,8 +148,28 @@ impl Activator {
         result
     }
 
-    async fn load(&self, revision: &Revision) -> Result<Arc<LoadedRevision>, ActivateError> {
+    async fn load(&self, revision: &Revision) -> Result<Loaded, ActivateError> {
         let digest = &revision.spec.artifact;
+        if let Some(process) = &revision.spec.process {
+            // Nothing to load: the code is unpacked on disk and the first request starts a
+            // process (or, in stdio mode, every request does).
+            let code_dir = self.blobs.code_dir(digest);
+            if !code_dir.is_dir() {
+                return Err(ActivateError::MissingCode(digest.clone()));
+            }
+            let spec = &revision.spec;
+            let config = ProcessConfig {
+                function: revision.function.as_str().into(),
+                revision: revision.number,
+                code_dir,
+                spec: process.clone(),
+                env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                memory_bytes: spec.limits.memory_bytes,
+                timeout: Duration::from_millis(spec.limits.timeout_ms),
+                outbound: !spec.allow_outbound.is_empty(),
+            };
+            return Ok(Loaded::Process(Arc::new(ProcessRevision::new(self.process.clone(), config))));
+        }
         let cwasm = self.blobs.compiled_path(self.runtime.fingerprint(), digest);
         let mut compiled_now = false;
         if !cwasm.exists() {
@@ -141,7 +187,7 @@ impl Activator {
             Counters::incr(&self.counters.compiled_cache_hits);
         }
         tracing::debug!(function = %revision.function, revision = revision.number, "revision loaded");
-        Ok(Arc::new(loaded))
+        Ok(Loaded::Wasm(Arc::new(loaded)))
     }
 
     fn config(&self, revision: &Revision) -> RevisionConfig {

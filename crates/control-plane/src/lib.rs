@@ -35,11 +35,17 @@ use body::Body;
 pub struct ApiLimits {
     pub max_artifact_bytes: u64,
     pub max_json_bytes: usize,
+    /// What an uploaded code archive may unpack to.
+    pub archive: yun_archive::Caps,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        Self { max_artifact_bytes: 256 * 1024 * 1024, max_json_bytes: 1024 * 1024 }
+        Self {
+            max_artifact_bytes: 256 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
+            archive: yun_archive::Caps::default(),
+        }
     }
 }
 
@@ -95,6 +101,10 @@ impl ControlPlane {
 
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    pub fn log_store(&self) -> &LogStore {
+        &self.logs
     }
 
     /// Puts every function's serving revision back into the routing table after a restart,
@@ -198,9 +208,19 @@ impl ControlPlane {
             ));
         }
         let digest = Digest::parse(&hex::encode(hasher.finalize())).expect("sha256 hex is a digest");
+        let mut head = [0u8; 8];
+        let head_len = std::fs::File::open(&staging)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .map_err(internal)?;
+        if yun_archive::detect(&head[..head_len]).is_some() {
+            return self.unpack(staging, digest, size).await;
+        }
         let fingerprint = self.activator.runtime().fingerprint().to_string();
         if self.blobs.has_artifact(&digest) && self.blobs.compiled_path(&fingerprint, &digest).exists() {
-            return Ok(body::json(200, &json!({ "digest": digest, "size": size, "existed": true })));
+            return Ok(body::json(
+                200,
+                &json!({ "digest": digest, "size": size, "kind": "component", "existed": true }),
+            ));
         }
         self.activator.precompile(&staging, &digest).await.map_err(|e| match e {
             CompileError::Invalid(m) | CompileError::ResourceLimit(m) => {
@@ -209,7 +229,43 @@ impl ControlPlane {
             CompileError::Internal(m) => ApiError::new(ErrorCode::Internal, m),
         })?;
         self.blobs.commit_artifact(&staging, &digest).map_err(internal)?;
-        Ok(body::json(201, &json!({ "digest": digest, "size": size, "existed": false })))
+        Ok(body::json(201, &json!({ "digest": digest, "size": size, "kind": "component", "existed": false })))
+    }
+
+    /// Unpacks an uploaded code archive (of a process function) into its content-addressed,
+    /// read-only directory. A rejected archive leaves nothing behind.
+    async fn unpack(&self, archive: tempfile::TempPath, digest: Digest, size: u64) -> ApiResult {
+        if self.blobs.has_code(&digest) {
+            return Ok(body::json(
+                200,
+                &json!({ "digest": digest, "size": size, "kind": "code", "existed": true }),
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("code-")
+            .tempdir_in(self.blobs.staging_dir())
+            .map_err(internal)?;
+        let caps = self.limits.archive;
+        let (dir, summary) = tokio::task::spawn_blocking(move || {
+            let summary = yun_archive::extract(&archive, dir.path(), caps).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidArchive, format!("the archive was rejected: {e}"))
+            })?;
+            yun_archive::seal(dir.path()).map_err(internal)?;
+            drop(archive);
+            Ok::<_, ApiError>((dir, summary))
+        })
+        .await
+        .map_err(internal)??;
+        let blobs = self.blobs.clone();
+        let d = digest.clone();
+        tokio::task::spawn_blocking(move || blobs.commit_code(&dir.keep(), &d))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(body::json(
+            201,
+            &json!({ "digest": digest, "size": size, "kind": "code", "existed": false, "files": summary.files, "unpacked_bytes": summary.bytes }),
+        ))
     }
 
     async fn create_revision(&self, name: &FunctionName, incoming: Incoming) -> ApiResult {
@@ -222,6 +278,24 @@ impl ControlPlane {
                 ErrorCode::BadRequest,
                 format!("artifact {} has not been uploaded (POST it to /v1/artifacts first)", spec.artifact),
             ));
+        }
+        match (&spec.process, self.blobs.has_code(&spec.artifact)) {
+            (Some(_), false) => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "artifact {} is a wasm component, not code for a process function",
+                        spec.artifact
+                    ),
+                ));
+            }
+            (None, true) => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("artifact {} is a code archive: deploy it as a process function", spec.artifact),
+                ));
+            }
+            _ => {}
         }
         let store = self.store.clone();
         let n = name.clone();
@@ -245,7 +319,9 @@ impl ControlPlane {
             "url": self.function_url(&function.name),
             "created_at_ms": revision.created_at_ms,
             "limits": revision.spec.limits,
+            "runtime": if revision.spec.process.is_some() { "process" } else { "wasm" },
             "instance": revision.spec.instance,
+            "process": revision.spec.process,
             "private": revision.spec.private,
             "allow_outbound": revision.spec.allow_outbound,
             // Values stay out of API responses: they may hold credentials.

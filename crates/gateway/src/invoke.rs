@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,6 +15,20 @@ use yun_telemetry::Counters;
 use yun_types::{ErrorBody, ErrorCode};
 
 use crate::Gateway;
+use std::net::IpAddr;
+use yun_activator::Loaded;
+use yun_runtime_process::{Invocation, ProcessRevision};
+
+/// What the process path needs from the common prelude of an invocation.
+struct ProcessCall<'a> {
+    name: &'a str,
+    path: &'a str,
+    peer: Option<IpAddr>,
+    revision: u64,
+    invocation_id: String,
+    declared: Option<u64>,
+    max_body: u64,
+}
 
 pub const INVOCATION_ID: &str = "x-yun-invocation-id";
 pub const REVISION: &str = "x-yun-revision";
@@ -24,6 +39,7 @@ impl Gateway {
         req: Request<Incoming>,
         name: &str,
         path: &str,
+        peer: Option<IpAddr>,
     ) -> Response<Body> {
         let invocation_id = new_invocation_id();
         let Some(deployment) = self.activator.lookup(name) else {
@@ -56,7 +72,11 @@ impl Gateway {
         Counters::incr(&self.counters.invocations);
         let _slot = self.inflight.acquire().await.expect("the semaphore is never closed");
         let loaded = match self.activator.activate(&deployment).await {
-            Ok(l) => l,
+            Ok(Loaded::Wasm(l)) => l,
+            Ok(Loaded::Process(p)) => {
+                let call = ProcessCall { name, path, peer, revision, invocation_id, declared, max_body };
+                return self.invoke_process(req, &p, call).await;
+            }
             Err(e) => {
                 Counters::incr(&self.counters.invocation_errors);
                 tracing::error!(function = name, revision, "activation failed: {e}");
@@ -97,39 +117,10 @@ impl Gateway {
 
         let body_too_large = Arc::new(AtomicBool::new(false));
         let body = if declared.is_none() && !incoming.is_end_stream() {
-            // A body of unknown length is read up front (as nginx does by default): once a
-            // function has started its response, an over-limit body could only cut it off,
-            // while read first it gets a precise 413.
-            let mut incoming = incoming;
-            let mut buf = bytes::BytesMut::new();
-            loop {
-                match incoming.frame().await {
-                    None => break,
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            if (buf.len() + data.len()) as u64 > max_body {
-                                linger(incoming).await;
-                                return fail(
-                                    &invocation_id,
-                                    Some(revision),
-                                    ErrorCode::PayloadTooLarge,
-                                    too_large(max_body),
-                                );
-                            }
-                            buf.extend_from_slice(&data);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        return fail(
-                            &invocation_id,
-                            Some(revision),
-                            ErrorCode::BadRequest,
-                            format!("reading the request body: {e}"),
-                        );
-                    }
-                }
+            match read_unknown_length(incoming, max_body).await {
+                Ok(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+                Err((code, message)) => return fail(&invocation_id, Some(revision), code, message),
             }
-            Full::new(buf.freeze()).map_err(|never| match never {}).boxed_unsync()
         } else {
             // The declared length was checked above; the limit still guards a client that
             // sends more than it declared.
@@ -186,6 +177,61 @@ impl Gateway {
             }
         }
     }
+
+    async fn invoke_process(
+        &self,
+        req: Request<Incoming>,
+        process: &ProcessRevision,
+        call: ProcessCall<'_>,
+    ) -> Response<Body> {
+        let ProcessCall { name, path, peer, revision, invocation_id, declared, max_body } = call;
+        let original_path = req.uri().path();
+        let prefix = format!("/fn/{name}");
+        let prefix = if original_path == prefix || original_path.starts_with(&format!("{prefix}/")) {
+            prefix
+        } else {
+            String::new()
+        };
+        let (parts, incoming) = req.into_parts();
+        let body = if declared.is_none() && !incoming.is_end_stream() {
+            match read_unknown_length(incoming, max_body).await {
+                Ok(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+                Err((code, message)) => return fail(&invocation_id, Some(revision), code, message),
+            }
+        } else {
+            Limited::new(incoming, max_body as usize).boxed_unsync()
+        };
+        let invocation = Invocation {
+            id: invocation_id.clone(),
+            deadline: std::time::Instant::now()
+                + std::time::Duration::from_millis(process.config().timeout.as_millis() as u64),
+            path: path.to_string(),
+            prefix,
+            remote_addr: peer,
+        };
+        match process.invoke(Request::from_parts(parts, body), invocation).await {
+            Ok(mut response) => {
+                let headers = response.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&invocation_id) {
+                    headers.insert(INVOCATION_ID, v);
+                }
+                headers.insert(REVISION, HeaderValue::from(revision));
+                response
+            }
+            Err(e) => {
+                Counters::incr(&self.counters.invocation_errors);
+                tracing::info!(
+                    function = name,
+                    revision,
+                    invocation_id,
+                    code = e.code.as_str(),
+                    "invocation failed: {}",
+                    e.message
+                );
+                fail(&invocation_id, Some(revision), e.code, e.message)
+            }
+        }
+    }
 }
 
 /// Reads and drops what a refused client is still sending (bounded in bytes and time), like
@@ -208,7 +254,7 @@ async fn linger(mut body: Incoming) {
 /// A UUIDv7: time-ordered, so ids sort by arrival in logs. Its random bits come from a
 /// thread-local generator seeded once per thread: an invocation id must be unique, not
 /// unguessable, and `Uuid::now_v7` asks the kernel for randomness on every request.
-fn new_invocation_id() -> String {
+pub(crate) fn new_invocation_id() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -216,6 +262,28 @@ fn new_invocation_id() -> String {
     let mut tail = [0u8; 10];
     tail.copy_from_slice(&random[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid().to_string()
+}
+
+/// Reads a body of unknown length up front (as nginx does by default): once a function has
+/// started its response, an over-limit body could only cut it off, while read first it gets a
+/// precise 413.
+async fn read_unknown_length(mut incoming: Incoming, max_body: u64) -> Result<Bytes, (ErrorCode, String)> {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match incoming.frame().await {
+            None => return Ok(buf.freeze()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if (buf.len() + data.len()) as u64 > max_body {
+                        linger(incoming).await;
+                        return Err((ErrorCode::PayloadTooLarge, too_large(max_body)));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => return Err((ErrorCode::BadRequest, format!("reading the request body: {e}"))),
+        }
+    }
 }
 
 fn too_large(max: u64) -> String {

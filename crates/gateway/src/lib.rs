@@ -7,6 +7,7 @@
 //! or run guests itself.
 
 mod invoke;
+mod lambda_api;
 mod shutdown;
 
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -72,7 +73,11 @@ impl Gateway {
         Self { router, activator, control, counters, inflight, limits }
     }
 
-    async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Response<Body> {
         let host = req
             .headers()
             .get(http::header::HOST)
@@ -81,8 +86,11 @@ impl Gateway {
             .map(str::to_owned);
         let path = req.uri().path().to_owned();
         match self.router.route(host.as_deref(), &path) {
-            Target::Function { name, path } => self.invoke(req, name, path).await,
+            Target::Function { name, path } => self.invoke(req, name, path, peer).await,
             Target::Platform if path == "/healthz" => body::json(200, &serde_ok()),
+            Target::Platform if path.starts_with(yun_lambda::invoke_api::PATH_PREFIX) => {
+                self.lambda_invoke(req, peer).await
+            }
             Target::Platform => self.control.handle(req).await,
         }
     }
@@ -113,7 +121,7 @@ pub async fn run(
             _ = shutdown.wait() => break,
             p = connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -127,9 +135,10 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
+        let peer = Some(peer.ip());
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.serve(req).await) }
+            async move { Ok::<_, Infallible>(gw.serve(req, peer).await) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);

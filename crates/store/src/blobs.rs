@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use yun_types::Digest;
 
 /// Uploaded components as `artifacts/<sha256>.wasm`, precompiled code as
-/// `compiled/<engine-fingerprint>/<sha256>.cwasm`, and a staging area for uploads in flight.
+/// `compiled/<engine-fingerprint>/<sha256>.cwasm`, process functions' code unpacked read-only as
+/// `code/<sha256 of the archive>/`, and a staging area for uploads in flight.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     root: PathBuf,
@@ -15,13 +16,13 @@ pub struct BlobStore {
 
 impl BlobStore {
     pub fn open(root: &Path) -> io::Result<Self> {
-        for dir in ["artifacts", "compiled", "staging"] {
+        for dir in ["artifacts", "compiled", "code", "staging"] {
             fs::create_dir_all(root.join(dir))?;
         }
         // Anything left in staging belongs to an upload that never finished (a crash mid-deploy):
         // it was never acknowledged, so it can go.
         for entry in fs::read_dir(root.join("staging"))? {
-            let _ = fs::remove_file(entry?.path());
+            let _ = remove_path(&entry?.path());
         }
         Ok(Self { root: root.to_path_buf() })
     }
@@ -38,8 +39,32 @@ impl BlobStore {
         self.root.join("compiled").join(fingerprint).join(format!("{}.cwasm", digest.hex()))
     }
 
+    /// Where a process function's code archive is unpacked (read-only).
+    pub fn code_dir(&self, digest: &Digest) -> PathBuf {
+        self.root.join("code").join(digest.hex())
+    }
+
+    /// Whether `digest` was uploaded, as a component or as code.
     pub fn has_artifact(&self, digest: &Digest) -> bool {
-        self.artifact_path(digest).is_file()
+        self.artifact_path(digest).is_file() || self.has_code(digest)
+    }
+
+    pub fn has_code(&self, digest: &Digest) -> bool {
+        self.code_dir(digest).is_dir()
+    }
+
+    /// Moves a fully unpacked and sealed staging directory into place, durably.
+    pub fn commit_code(&self, staged: &Path, digest: &Digest) -> io::Result<PathBuf> {
+        let dest = self.code_dir(digest);
+        if dest.exists() {
+            // The same archive was unpacked by a concurrent upload; its tree is identical.
+            remove_path(staged)?;
+            return Ok(dest);
+        }
+        sync_tree(staged)?;
+        fs::rename(staged, &dest)?;
+        sync_dir(dest.parent().expect("code dirs have a parent"))?;
+        Ok(dest)
     }
 
     /// Moves a fully written, fsynced staging file into place and makes the rename durable.
@@ -60,12 +85,21 @@ impl BlobStore {
                 out.push(d);
             }
         }
+        for entry in fs::read_dir(self.root.join("code"))? {
+            if let Ok(d) = Digest::parse(&entry?.file_name().to_string_lossy()) {
+                out.push(d);
+            }
+        }
         Ok(out)
     }
 
     /// Deletes an artifact and every precompiled form of it.
     pub fn remove_artifact(&self, digest: &Digest) -> io::Result<()> {
         remove_if_exists(&self.artifact_path(digest))?;
+        let code = self.code_dir(digest);
+        if code.exists() {
+            remove_path(&code)?;
+        }
         for entry in fs::read_dir(self.root.join("compiled"))? {
             let dir = entry?.path();
             remove_if_exists(&dir.join(format!("{}.cwasm", digest.hex())))?;
@@ -90,6 +124,55 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Removes a file or a whole tree, including sealed (read-only) code trees.
+fn remove_path(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return fs::remove_file(path);
+    }
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    // Not running as root: reopen the sealed directories for writing, then delete.
+    for entry in walk_dirs(path)? {
+        fs::set_permissions(&entry, fs::Permissions::from_mode(0o755))?;
+    }
+    fs::remove_dir_all(path)
+}
+
+fn walk_dirs(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut dirs = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        let dir = dirs[i].clone();
+        i += 1;
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+/// fsyncs every file and directory of an unpacked tree before it is published.
+fn sync_tree(root: &Path) -> io::Result<()> {
+    for dir in walk_dirs(root)? {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                File::open(entry.path())?.sync_all()?;
+            }
+        }
+        sync_dir(&dir)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -191,6 +191,7 @@ mod tests {
             allow_outbound: vec![],
             private: false,
             instance: InstanceMode::Reuse,
+            process: None,
         }
     }
 

@@ -193,6 +193,72 @@ pub struct RevisionSpec {
     pub private: bool,
     #[serde(default)]
     pub instance: InstanceMode,
+    /// Present for a process function (the artifact is a code archive); absent for wasm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessSpec>,
+}
+
+/// How a process function runs and talks to yun.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub mode: ProcessMode,
+    /// Run with `/bin/sh -c` in the code directory.
+    pub command: String,
+    /// `http` mode: a path that answers 2xx once the app is ready; without it, readiness is a
+    /// TCP connect to `PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// `lambda` mode: the handler name given to the runtime client as `_HANDLER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// How long a resident instance may take to become ready.
+    #[serde(default = "default_startup_timeout_ms")]
+    pub startup_timeout_ms: u64,
+    /// How long a resident instance stays up without requests.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_startup_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    5 * 60_000
+}
+
+/// The process models: resident HTTP server, CGI-style run-once, or AWS Lambda runtime client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessMode {
+    /// A resident web server on `PORT`, started on demand and stopped when idle.
+    Http,
+    /// One process per request, CGI/1.1 on stdin/stdout.
+    Stdio,
+    /// A resident AWS Lambda runtime client talking to yun's Runtime API.
+    Lambda,
+}
+
+impl ProcessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessMode::Http => "http",
+            ProcessMode::Stdio => "stdio",
+            ProcessMode::Lambda => "lambda",
+        }
+    }
+}
+
+impl std::str::FromStr for ProcessMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(ProcessMode::Http),
+            "stdio" => Ok(ProcessMode::Stdio),
+            "lambda" => Ok(ProcessMode::Lambda),
+            other => Err(format!("unknown process mode {other:?}: expected http, stdio or lambda")),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -215,6 +281,16 @@ pub enum SpecError {
     EnvValue(String),
     #[error("outbound host {0:?} is invalid: give a host name or host:port, or '*' for any host")]
     Outbound(String),
+    #[error("the command must be 1 to 4096 bytes without NUL bytes")]
+    Command,
+    #[error("the health check path must start with '/' and be at most 1024 bytes, got {0:?}")]
+    Health(String),
+    #[error("the handler must be 1 to 256 bytes without NUL bytes, got {0:?}")]
+    Handler(String),
+    #[error("the startup timeout must be between 100 ms and 15 min, got {0} ms")]
+    StartupTimeout(u64),
+    #[error("the idle timeout must be between 1 s and 24 h, got {0} ms")]
+    IdleTimeout(u64),
 }
 
 impl RevisionSpec {
@@ -250,6 +326,27 @@ impl RevisionSpec {
         for host in &self.allow_outbound {
             if !valid_outbound(host) {
                 return Err(SpecError::Outbound(host.clone()));
+            }
+        }
+        if let Some(p) = &self.process {
+            if p.command.is_empty() || p.command.len() > 4096 || p.command.contains('\0') {
+                return Err(SpecError::Command);
+            }
+            if let Some(h) = &p.health
+                && (!h.starts_with('/') || h.len() > 1024 || h.contains(['\0', ' ', '\r', '\n']))
+            {
+                return Err(SpecError::Health(h.clone()));
+            }
+            if let Some(h) = &p.handler
+                && (h.is_empty() || h.len() > 256 || h.contains('\0'))
+            {
+                return Err(SpecError::Handler(h.clone()));
+            }
+            if !(100..=MAX_TIMEOUT_MS).contains(&p.startup_timeout_ms) {
+                return Err(SpecError::StartupTimeout(p.startup_timeout_ms));
+            }
+            if !(1000..=24 * 3600 * 1000).contains(&p.idle_timeout_ms) {
+                return Err(SpecError::IdleTimeout(p.idle_timeout_ms));
             }
         }
         Ok(())
@@ -299,6 +396,8 @@ pub struct Function {
 pub enum ErrorCode {
     BadRequest,
     InvalidComponent,
+    /// An uploaded code archive that is corrupt or unsafe to unpack.
+    InvalidArchive,
     Unauthorized,
     NotFound,
     MethodNotAllowed,
@@ -307,18 +406,21 @@ pub enum ErrorCode {
     MemoryLimitExceeded,
     Timeout,
     Unavailable,
+    /// The function's process broke the connection or answered with something that is not HTTP.
+    BadGateway,
     Internal,
 }
 
 impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidComponent => 400,
+            ErrorCode::BadRequest | ErrorCode::InvalidComponent | ErrorCode::InvalidArchive => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::FunctionError | ErrorCode::MemoryLimitExceeded | ErrorCode::Internal => 500,
+            ErrorCode::BadGateway => 502,
             ErrorCode::Unavailable => 503,
             ErrorCode::Timeout => 504,
         }
@@ -328,6 +430,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidComponent => "invalid_component",
+            ErrorCode::InvalidArchive => "invalid_archive",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -336,6 +439,7 @@ impl ErrorCode {
             ErrorCode::MemoryLimitExceeded => "memory_limit_exceeded",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::Internal => "internal",
         }
     }
@@ -438,7 +542,30 @@ mod tests {
             allow_outbound: vec![],
             private: false,
             instance: InstanceMode::default(),
+            process: None,
         }
+    }
+
+    #[test]
+    fn process_specs_are_validated_and_defaulted() {
+        let parsed: ProcessSpec = serde_json::from_str(r#"{"mode":"stdio","command":"sh run.sh"}"#).unwrap();
+        assert_eq!((parsed.startup_timeout_ms, parsed.idle_timeout_ms), (10_000, 300_000));
+        let with = |f: &dyn Fn(&mut ProcessSpec)| {
+            let mut s = spec();
+            let mut p = parsed.clone();
+            f(&mut p);
+            s.process = Some(p);
+            s.validate()
+        };
+        assert_eq!(with(&|_| {}), Ok(()));
+        assert_eq!(with(&|p| p.command.clear()), Err(SpecError::Command));
+        assert_eq!(with(&|p| p.command = "a\0b".into()), Err(SpecError::Command));
+        assert_eq!(with(&|p| p.health = Some("health".into())), Err(SpecError::Health("health".into())));
+        assert_eq!(with(&|p| p.handler = Some(String::new())), Err(SpecError::Handler(String::new())));
+        assert_eq!(with(&|p| p.startup_timeout_ms = 10), Err(SpecError::StartupTimeout(10)));
+        assert_eq!(with(&|p| p.idle_timeout_ms = 10), Err(SpecError::IdleTimeout(10)));
+        assert_eq!("lambda".parse::<ProcessMode>(), Ok(ProcessMode::Lambda));
+        assert!("fargate".parse::<ProcessMode>().is_err());
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! Process functions: code in any language run as sandboxed OS processes, in the models
+//! serverless platforms use. **http** (resident: a web server on `PORT`, started on the first
+//! request, stopped when idle), **stdio** (run-once: one process per request, CGI/1.1), and
+//! **lambda** (resident: an AWS Lambda runtime client talking to yun's Runtime API).
+//!
+//! It owns the lifecycle of a revision's processes and the translation between an HTTP
+//! invocation and each model. It does not isolate (the sandbox crate does), does not pick the
+//! revision (the activator does), and does not run wasm.
+
+mod cgi;
+mod output;
+mod resident;
+mod stdio;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use yun_sandbox::Sandbox;
+use yun_telemetry::LogSink;
+use yun_types::{ErrorCode, ProcessMode, ProcessSpec};
+
+pub use cgi::{CgiError, parse_output as parse_cgi_output};
+pub use yun_lambda::runtime_api::Invocation as LambdaOutcome;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Request and response bodies, as the gateway passes them.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Platform-wide settings for process instances.
+#[derive(Clone, Debug)]
+pub struct ProcessLimits {
+    /// Size of each instance's `/tmp`.
+    pub tmp_bytes: u64,
+    /// Processes and threads one instance may have.
+    pub pids_max: u64,
+    /// CPU quota of one instance, in cores.
+    pub cpus: f64,
+    /// Largest output a run-once process may write (it is read whole to parse its CGI header).
+    pub max_stdout_bytes: usize,
+}
+
+impl Default for ProcessLimits {
+    fn default() -> Self {
+        Self { tmp_bytes: 64 << 20, pids_max: 256, cpus: 1.0, max_stdout_bytes: 32 << 20 }
+    }
+}
+
+/// What every process revision shares: the sandbox, where logs go, the limits.
+pub struct ProcessRuntime {
+    sandbox: Arc<Sandbox>,
+    log_sink: Arc<dyn LogSink>,
+    limits: ProcessLimits,
+}
+
+impl ProcessRuntime {
+    pub fn new(sandbox: Arc<Sandbox>, log_sink: Arc<dyn LogSink>, limits: ProcessLimits) -> Arc<Self> {
+        Arc::new(Self { sandbox, log_sink, limits })
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+/// Everything that decides how one revision's processes run.
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    pub function: Arc<str>,
+    pub revision: u64,
+    /// The unpacked, read-only code.
+    pub code_dir: PathBuf,
+    pub spec: ProcessSpec,
+    pub env: Vec<(String, String)>,
+    pub memory_bytes: u64,
+    pub timeout: Duration,
+    /// Whether the function may open connections beyond its own loopback.
+    pub outbound: bool,
+}
+
+/// One HTTP invocation as a process function sees it.
+pub struct Invocation {
+    pub id: String,
+    /// When the function must have answered by.
+    pub deadline: Instant,
+    /// The path after the function's prefix, starting with `/` (the query is in the request URI).
+    pub path: String,
+    /// The prefix the function is served under (`/fn/NAME`), empty for host routing.
+    pub prefix: String,
+    pub remote_addr: Option<IpAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct InvokeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl InvokeError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// A process revision ready to serve.
+pub struct ProcessRevision {
+    runtime: Arc<ProcessRuntime>,
+    config: Arc<ProcessConfig>,
+    resident: resident::Slot,
+}
+
+impl ProcessRevision {
+    pub fn new(runtime: Arc<ProcessRuntime>, config: ProcessConfig) -> Self {
+        let config = Arc::new(config);
+        Self { resident: resident::Slot::default(), runtime, config }
+    }
+
+    pub fn config(&self) -> &ProcessConfig {
+        &self.config
+    }
+
+    pub async fn invoke(
+        &self,
+        request: http::Request<Body>,
+        inv: Invocation,
+    ) -> Result<http::Response<Body>, InvokeError> {
+        match self.config.spec.mode {
+            ProcessMode::Stdio => stdio::invoke(&self.runtime, &self.config, request, &inv).await,
+            ProcessMode::Http | ProcessMode::Lambda => {
+                resident::invoke(&self.resident, &self.runtime, &self.config, request, &inv).await
+            }
+        }
+    }
+
+    /// `lambda` mode, for the Invoke API: `event` goes to the function as it is and its result
+    /// (or the error it reported) comes back as it is.
+    pub async fn invoke_event(&self, event: Bytes, inv: Invocation) -> Result<LambdaOutcome, InvokeError> {
+        if self.config.spec.mode != ProcessMode::Lambda {
+            return Err(InvokeError::new(ErrorCode::Internal, "only lambda-mode functions take raw events"));
+        }
+        resident::invoke_event(&self.resident, &self.runtime, &self.config, event, &inv).await
+    }
+
+    /// Stops the resident instance, if any (the revision stopped serving).
+    pub fn stop(&self) {
+        self.resident.stop();
+    }
+}
+
+impl Drop for ProcessRevision {
+    fn drop(&mut self) {
+        self.resident.stop();
+    }
+}
+
+/// The environment every process gets besides the function's own variables.
+pub(crate) fn base_env(config: &ProcessConfig) -> Vec<(String, String)> {
+    let mut env = config.env.clone();
+    let mut set = |k: &str, v: String| {
+        if !env.iter().any(|(n, _)| n == k) {
+            env.push((k.to_string(), v));
+        }
+    };
+    set("YUN_FUNCTION", config.function.to_string());
+    set("YUN_REVISION", config.revision.to_string());
+    set("PATH", "/usr/local/bin:/usr/bin:/bin".to_string());
+    set("HOME", "/tmp".to_string());
+    set("LANG", "C.UTF-8".to_string());
+    // Unbuffered Python output, so its lines reach the logs as they are printed.
+    set("PYTHONUNBUFFERED", "1".to_string());
+    env
+}
+
+pub(crate) fn boxed(bytes: Bytes) -> Body {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}

@@ -1,0 +1,598 @@
+//! Resident instances (`http` and `lambda` modes): one process per revision, started by the
+//! first request (concurrent cold requests share the start), serving many requests, stopped
+//! after its idle timeout, replaced by the next request once it has exited.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use yun_lambda::meta::FunctionMeta;
+use yun_sandbox::{Instance, InstanceSpec, Network};
+use yun_telemetry::LogStream;
+use yun_types::{ErrorCode, ProcessMode};
+
+use yun_lambda::runtime_api::{Invocation as LambdaOutcome, RuntimeApi, RuntimeError};
+
+use crate::output::{Attribution, pump};
+use crate::{Body, Invocation, InvokeError, ProcessConfig, ProcessRuntime, base_env};
+
+/// The port an isolated app listens on: each instance has its own network namespace, so
+/// every app may take the same one.
+const ISOLATED_PORT: u16 = 8080;
+/// Where an isolated Lambda runtime client finds the Runtime API (AWS uses 127.0.0.1:9001).
+const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
+
+/// The resident instance of one revision, if any.
+#[derive(Default)]
+pub(crate) struct Slot {
+    current: tokio::sync::Mutex<Option<Arc<Resident>>>,
+    stopped: AtomicBool,
+}
+
+impl Slot {
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        if let Ok(mut cur) = self.current.try_lock()
+            && let Some(r) = cur.take()
+        {
+            r.kill();
+        }
+    }
+
+    /// The live instance, started if there is none.
+    async fn get(
+        &self,
+        runtime: &ProcessRuntime,
+        config: &ProcessConfig,
+        inv: &Invocation,
+    ) -> Result<Arc<Resident>, InvokeError> {
+        let mut cur = self.current.lock().await;
+        if let Some(r) = cur.as_ref()
+            && r.alive()
+        {
+            return Ok(r.clone());
+        }
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(InvokeError::new(ErrorCode::Unavailable, "this revision no longer serves"));
+        }
+        let started = Resident::start(runtime, config, inv).await?;
+        *cur = Some(started.clone());
+        Ok(started)
+    }
+}
+
+enum Op {
+    Connect(oneshot::Sender<std::io::Result<TcpStream>>),
+    Kill,
+}
+
+/// Requests in flight and when the instance last served one, for the idle timeout.
+struct Activity {
+    in_flight: AtomicUsize,
+    last_used: Mutex<Instant>,
+}
+
+pub(crate) struct Resident {
+    /// `lambda` mode: the Runtime API this instance's runtime client polls.
+    lambda: Option<Arc<RuntimeApi>>,
+    /// `lambda` mode: one invocation at a time, as in Lambda; the rest wait their turn.
+    turn: tokio::sync::Mutex<()>,
+    ops: mpsc::UnboundedSender<Op>,
+    /// `Some(why)` once the process has ended.
+    exited: watch::Receiver<Option<String>>,
+    memory_exceeded: Arc<AtomicBool>,
+    activity: Arc<Activity>,
+    to: Arc<Attribution>,
+    client: Client<Connector, Body>,
+}
+
+/// Opens connections to the app inside its sandbox (through the supervisor, which owns the
+/// instance).
+#[derive(Clone)]
+struct Connector {
+    ops: mpsc::UnboundedSender<Op>,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let ops = self.ops.clone();
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            let gone =
+                || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "the instance has exited");
+            ops.send(Op::Connect(tx)).map_err(|_| gone())?;
+            let stream = rx.await.map_err(|_| gone())??;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+impl Resident {
+    fn alive(&self) -> bool {
+        self.exited.borrow().is_none()
+    }
+
+    fn kill(&self) {
+        let _ = self.ops.send(Op::Kill);
+    }
+
+    async fn start(
+        runtime: &ProcessRuntime,
+        config: &ProcessConfig,
+        inv: &Invocation,
+    ) -> Result<Arc<Self>, InvokeError> {
+        let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
+        let isolated = runtime.sandbox.isolates() && !config.outbound;
+        let port = if isolated {
+            ISOLATED_PORT
+        } else {
+            free_port().map_err(|e| unavailable(format!("no free port: {e}")))?
+        };
+        let mut env = base_env(config);
+        env.push(("PORT".to_string(), port.to_string()));
+        let lambda = (config.spec.mode == ProcessMode::Lambda).then(|| {
+            let mut meta = FunctionMeta::new(config.function.to_string());
+            meta.version = config.revision.to_string();
+            meta.memory_mb = config.memory_bytes >> 20;
+            meta.handler = config.spec.handler.clone();
+            meta.timeout = config.timeout;
+            if !runtime.sandbox.isolates() {
+                meta.task_root = config.code_dir.display().to_string();
+            }
+            RuntimeApi::new(meta)
+        });
+        // Unisolated, the Runtime API needs a port of its own on the host, bound before the
+        // process starts so its first poll cannot miss it.
+        let mut host_listener = None;
+        if let Some(api) = &lambda {
+            let address = if isolated {
+                format!("127.0.0.1:{ISOLATED_RUNTIME_API_PORT}")
+            } else {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| unavailable(format!("cannot open the Runtime API: {e}")))?;
+                let a = l.local_addr().map_err(|e| unavailable(e.to_string()))?.to_string();
+                host_listener = Some(l);
+                a
+            };
+            for (k, v) in api.meta().env(&address) {
+                env.retain(|(n, _)| *n != k);
+                env.push((k, v));
+            }
+        }
+        let spec = InstanceSpec {
+            code_dir: config.code_dir.clone(),
+            command: config.spec.command.clone(),
+            env,
+            memory_bytes: config.memory_bytes,
+            cpus: runtime.limits.cpus,
+            pids_max: runtime.limits.pids_max,
+            tmp_bytes: runtime.limits.tmp_bytes,
+            network: if config.outbound { Network::Host } else { Network::Loopback },
+            label: format!("{}-r{}", config.function, config.revision),
+            stdin: false,
+        };
+        let mut instance = runtime
+            .sandbox
+            .spawn(spec)
+            .await
+            .map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
+        let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
+        // Startup output belongs to the request that caused the start.
+        to.begin(&inv.id);
+        if let Some(out) = instance.stdout.take() {
+            tokio::spawn(pump(out, LogStream::Stdout, to.clone()));
+        }
+        if let Some(err) = instance.stderr.take() {
+            tokio::spawn(pump(err, LogStream::Stderr, to.clone()));
+        }
+        let (exited_tx, exited) = watch::channel(None);
+        if let Some(api) = &lambda {
+            let listener = match host_listener {
+                Some(l) => l,
+                None => instance
+                    .listen_tcp(ISOLATED_RUNTIME_API_PORT)
+                    .map_err(|e| unavailable(format!("cannot open the Runtime API in the sandbox: {e}")))?,
+            };
+            let mut gone = exited.clone();
+            tokio::spawn(api.clone().serve(listener, async move {
+                let _ = gone.wait_for(|e| e.is_some()).await;
+            }));
+        }
+        instance.start().map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
+
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let memory_exceeded = Arc::new(AtomicBool::new(false));
+        let activity =
+            Arc::new(Activity { in_flight: AtomicUsize::new(0), last_used: Mutex::new(Instant::now()) });
+        let idle = Duration::from_millis(config.spec.idle_timeout_ms);
+        tokio::spawn(supervise(
+            instance,
+            port,
+            ops_rx,
+            exited_tx,
+            Watch {
+                memory_exceeded: memory_exceeded.clone(),
+                activity: activity.clone(),
+                idle,
+                to: to.clone(),
+                lambda: lambda.clone(),
+            },
+        ));
+
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(Connector { ops: ops.clone() });
+        let resident = Arc::new(Self {
+            lambda,
+            turn: tokio::sync::Mutex::new(()),
+            ops,
+            exited,
+            memory_exceeded,
+            activity,
+            to: to.clone(),
+            client,
+        });
+        let ready = resident.wait_ready(config, port).await;
+        to.end(&inv.id);
+        if let Err(e) = ready {
+            resident.kill();
+            return Err(e);
+        }
+        Ok(resident)
+    }
+
+    /// Polls until the app accepts connections (or answers its health path), the process
+    /// exits, or the startup timeout passes.
+    async fn wait_ready(&self, config: &ProcessConfig, port: u16) -> Result<(), InvokeError> {
+        let timeout = Duration::from_millis(config.spec.startup_timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(api) = &self.lambda {
+            // The runtime client is ready when it first asks for an invocation.
+            return match tokio::time::timeout_at(deadline, api.ready()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(init)) => {
+                    Err(self.startup_error(format!("the function failed to initialise: {init}")))
+                }
+                Err(_) => Err(self.startup_error(format!(
+                    "the Lambda runtime client did not poll the Runtime API within {timeout:?}"
+                ))),
+            };
+        }
+        let mut pause = Duration::from_millis(1);
+        let mut exited = self.exited.clone();
+        loop {
+            let probe = async {
+                match &config.spec.health {
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        self.ops.send(Op::Connect(tx)).is_ok() && matches!(rx.await, Ok(Ok(_)))
+                    }
+                    Some(path) => {
+                        let uri = format!("http://127.0.0.1:{port}{path}");
+                        let req = http::Request::get(uri)
+                            .body(crate::boxed(bytes::Bytes::new()))
+                            .expect("valid request");
+                        match self.client.request(req).await {
+                            Ok(resp) => resp.status().is_success(),
+                            Err(_) => false,
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                ok = probe => if ok { return Ok(()) },
+                why = exited.wait_for(|e| e.is_some()) => {
+                    let why = why.map(|w| w.clone().unwrap_or_default()).unwrap_or_default();
+                    return Err(self.startup_error(format!("the process {why} before it was ready")));
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let what = match &config.spec.health {
+                    Some(p) => format!("answer GET {p} with 2xx"),
+                    None => format!("accept connections on PORT ({port})"),
+                };
+                return Err(self.startup_error(format!("the process did not {what} within {timeout:?}")));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    fn startup_error(&self, what: String) -> InvokeError {
+        self.to.note(&what);
+        let tail = self.to.stderr_tail();
+        let tail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its last stderr lines: {}", tail.join(" | "))
+        };
+        InvokeError::new(ErrorCode::Unavailable, format!("{what}{tail}"))
+    }
+
+    /// Why a request failed, once the process has had a moment to be reaped: a memory kill
+    /// and a crash look the same from the connection.
+    async fn failure(&self, fallback: String) -> InvokeError {
+        let mut exited = self.exited.clone();
+        let _ = tokio::time::timeout(Duration::from_millis(250), exited.wait_for(|e| e.is_some())).await;
+        if self.memory_exceeded.load(Ordering::Relaxed) {
+            return InvokeError::new(
+                ErrorCode::MemoryLimitExceeded,
+                "the function exceeded its memory limit",
+            );
+        }
+        match exited.borrow().clone() {
+            Some(why) => InvokeError::new(
+                ErrorCode::BadGateway,
+                format!("the function's process {why} while handling the request"),
+            ),
+            None => InvokeError::new(ErrorCode::BadGateway, fallback),
+        }
+    }
+}
+
+/// What the supervisor of an instance keeps up to date or acts on.
+struct Watch {
+    memory_exceeded: Arc<AtomicBool>,
+    activity: Arc<Activity>,
+    idle: Duration,
+    to: Arc<Attribution>,
+    lambda: Option<Arc<RuntimeApi>>,
+}
+
+async fn supervise(
+    mut instance: Instance,
+    port: u16,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    exited: watch::Sender<Option<String>>,
+    watch: Watch,
+) {
+    let Watch { memory_exceeded, activity, idle, to, lambda } = watch;
+    let mut killed_for = None;
+    let exit = loop {
+        let idle_at = match killed_for {
+            // Stopping: only the exit is awaited now.
+            Some(_) => Instant::now() + Duration::from_secs(3600),
+            None => *activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) + idle,
+        };
+        let op = tokio::select! {
+            exit = instance.wait() => break exit,
+            op = ops.recv() => op,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(idle_at)) => {
+                let mut last = activity.last_used.lock().unwrap_or_else(|p| p.into_inner());
+                if activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    // A long request is activity too: count the idle period from now.
+                    *last = Instant::now();
+                } else if last.elapsed() >= idle {
+                    killed_for = Some(format!("stopped after {idle:?} without requests"));
+                    instance.kill();
+                }
+                continue;
+            }
+        };
+        match op {
+            Some(Op::Connect(reply)) => {
+                let _ = reply.send(instance.connect_tcp(port).await);
+            }
+            Some(Op::Kill) | None => {
+                killed_for.get_or_insert_with(|| "stopped".to_string());
+                instance.kill();
+            }
+        }
+    };
+    memory_exceeded.store(instance.memory_exceeded(), Ordering::Relaxed);
+    let why = match killed_for {
+        Some(reason) => reason,
+        None if instance.memory_exceeded() => format!("was killed for exceeding its memory limit ({exit})"),
+        None => format!("exited ({exit})"),
+    };
+    to.note(&format!("instance {}: {why}", instance.id()));
+    if let Some(api) = lambda {
+        api.terminate(why.clone());
+    }
+    let _ = exited.send(Some(why));
+}
+
+fn free_port() -> std::io::Result<u16> {
+    // Without a network namespace of its own the app shares the host's ports; the kernel's
+    // pick of a free one may be taken again before the app binds it, which only costs a retry.
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Headers that describe one connection, not the request (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+pub(crate) async fn invoke(
+    slot: &Slot,
+    runtime: &ProcessRuntime,
+    config: &ProcessConfig,
+    request: http::Request<Body>,
+    inv: &Invocation,
+) -> Result<http::Response<Body>, InvokeError> {
+    let resident = slot.get(runtime, config, inv).await?;
+    resident.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+    resident.to.begin(&inv.id);
+    let result = match &resident.lambda {
+        Some(api) => lambda_http(&resident, api, config, request, inv).await,
+        None => proxy(&resident, config, request, inv).await,
+    };
+    resident.to.end(&inv.id);
+    *resident.activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    resident.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+async fn proxy(
+    resident: &Resident,
+    config: &ProcessConfig,
+    request: http::Request<Body>,
+    inv: &Invocation,
+) -> Result<http::Response<Body>, InvokeError> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", inv.path),
+        None => inv.path.clone(),
+    };
+    // The authority is a placeholder: the connector always dials the instance.
+    parts.uri = format!("http://instance{path_and_query}")
+        .parse()
+        .map_err(|e| InvokeError::new(ErrorCode::BadRequest, format!("invalid request path: {e}")))?;
+    for h in HOP_BY_HOP {
+        parts.headers.remove(*h);
+    }
+    if let Some(ip) = inv.remote_addr
+        && let Ok(v) = http::HeaderValue::from_str(&ip.to_string())
+    {
+        parts.headers.append("x-forwarded-for", v);
+    }
+    parts.headers.insert("x-forwarded-proto", http::HeaderValue::from_static("http"));
+    if !inv.prefix.is_empty()
+        && let Ok(v) = http::HeaderValue::from_str(&inv.prefix)
+    {
+        parts.headers.insert("x-forwarded-prefix", v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&inv.id) {
+        parts.headers.insert("x-yun-invocation-id", v);
+    }
+    parts.version = http::Version::HTTP_11;
+    let request = http::Request::from_parts(parts, body);
+    let deadline = tokio::time::Instant::from_std(inv.deadline);
+    match tokio::time::timeout_at(deadline, resident.client.request(request)).await {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            for h in HOP_BY_HOP {
+                parts.headers.remove(*h);
+            }
+            let body = body.map_err(|e| Box::new(e) as crate::BoxError).boxed_unsync();
+            Ok(http::Response::from_parts(parts, body))
+        }
+        Ok(Err(e)) => {
+            let detail = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+            Err(resident.failure(format!("the function's server failed the request: {detail}")).await)
+        }
+        Err(_) => {
+            // A resident that overran a deadline may be stuck for good; like Lambda, replace it.
+            resident.to.note("killed: a request passed the function's timeout");
+            resident.kill();
+            Err(InvokeError::new(
+                ErrorCode::Timeout,
+                format!("the function did not respond within its timeout of {:?}", config.timeout),
+            ))
+        }
+    }
+}
+
+/// `lambda` mode over HTTP: the request becomes an API Gateway v2 (Function URL) event and the
+/// function's result becomes the response, as a Lambda Function URL does.
+async fn lambda_http(
+    resident: &Resident,
+    api: &RuntimeApi,
+    config: &ProcessConfig,
+    request: http::Request<Body>,
+    inv: &Invocation,
+) -> Result<http::Response<Body>, InvokeError> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| InvokeError::new(ErrorCode::BadRequest, format!("reading the request body: {e}")))?
+        .to_bytes();
+    let event = yun_lambda::event::http_to_event(&parts, &inv.path, &body, inv.remote_addr, &inv.id);
+    match run_event(resident, api, config, event, inv).await? {
+        LambdaOutcome::Response(payload) => match yun_lambda::event::result_to_http(&payload) {
+            Ok(response) => Ok(response.map(crate::boxed)),
+            Err(e) => {
+                resident.to.note(&format!("the function's result is not an HTTP response: {e}"));
+                Err(InvokeError::new(
+                    ErrorCode::BadGateway,
+                    format!("the function's result is not an HTTP response: {e}"),
+                ))
+            }
+        },
+        LambdaOutcome::Error { error_type, body } => {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            Err(InvokeError::new(
+                ErrorCode::FunctionError,
+                format!("the function failed: {error_type}: {message}"),
+            ))
+        }
+    }
+}
+
+/// Hands one event to the instance's runtime client, in turn, within the deadline.
+pub(crate) async fn run_event(
+    resident: &Resident,
+    api: &RuntimeApi,
+    config: &ProcessConfig,
+    event: bytes::Bytes,
+    inv: &Invocation,
+) -> Result<LambdaOutcome, InvokeError> {
+    let deadline = tokio::time::Instant::from_std(inv.deadline);
+    let wall_deadline = std::time::SystemTime::now() + inv.deadline.saturating_duration_since(Instant::now());
+    let outcome = tokio::time::timeout_at(deadline, async {
+        let _turn = resident.turn.lock().await;
+        api.invoke(&inv.id, wall_deadline, event).await
+    })
+    .await;
+    match outcome {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(RuntimeError::EventTooLarge { size, limit })) => Err(InvokeError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the event of {size} bytes is over Lambda's {limit}-byte limit"),
+        )),
+        Ok(Err(RuntimeError::InvalidRequestId(id))) => {
+            Err(InvokeError::new(ErrorCode::Internal, format!("invalid request id {id:?}")))
+        }
+        Ok(Err(e @ (RuntimeError::Busy | RuntimeError::InitFailed(_) | RuntimeError::Terminated(_)))) => {
+            Err(resident.failure(format!("the Lambda runtime client failed the invocation: {e}")).await)
+        }
+        Err(_) => {
+            resident.to.note("killed: an invocation passed the function's timeout");
+            resident.kill();
+            Err(InvokeError::new(
+                ErrorCode::Timeout,
+                format!("the function did not respond within its timeout of {:?}", config.timeout),
+            ))
+        }
+    }
+}
+
+/// `lambda` mode through the Invoke API: the payload is the event, the result is returned as is.
+pub(crate) async fn invoke_event(
+    slot: &Slot,
+    runtime: &ProcessRuntime,
+    config: &ProcessConfig,
+    event: bytes::Bytes,
+    inv: &Invocation,
+) -> Result<LambdaOutcome, InvokeError> {
+    let resident = slot.get(runtime, config, inv).await?;
+    let Some(api) = resident.lambda.clone() else {
+        return Err(InvokeError::new(ErrorCode::Internal, "not a lambda-mode function"));
+    };
+    resident.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+    resident.to.begin(&inv.id);
+    let result = run_event(&resident, &api, config, event, inv).await;
+    resident.to.end(&inv.id);
+    *resident.activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    resident.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    result
+}

@@ -1,0 +1,136 @@
+//! Run-once (CGI) invocations: a fresh sandboxed process per request, the request in its
+//! environment and on stdin, the response from its stdout. Nothing survives the request.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yun_sandbox::{Exit, InstanceSpec, Network};
+use yun_telemetry::LogStream;
+use yun_types::ErrorCode;
+
+use crate::output::{Attribution, pump};
+use crate::{Body, Invocation, InvokeError, ProcessConfig, ProcessRuntime, base_env, boxed, cgi};
+
+pub(crate) async fn invoke(
+    runtime: &ProcessRuntime,
+    config: &ProcessConfig,
+    request: http::Request<Body>,
+    inv: &Invocation,
+) -> Result<http::Response<Body>, InvokeError> {
+    let (parts, body) = request.into_parts();
+    // The gateway already bounded the body by the function's limit.
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| InvokeError::new(ErrorCode::BadRequest, format!("reading the request body: {e}")))?
+        .to_bytes();
+    let mut env = base_env(config);
+    env.extend(cgi::env(&cgi::CgiRequest {
+        parts: &parts,
+        path_info: &inv.path,
+        script_name: &inv.prefix,
+        body_len: body.len(),
+        remote_addr: inv.remote_addr,
+        server_port: 80,
+    }));
+    env.push(("YUN_INVOCATION_ID".to_string(), inv.id.clone()));
+
+    let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
+    to.begin(&inv.id);
+    let spec = InstanceSpec {
+        code_dir: config.code_dir.clone(),
+        command: config.spec.command.clone(),
+        env,
+        memory_bytes: config.memory_bytes,
+        cpus: runtime.limits.cpus,
+        pids_max: runtime.limits.pids_max,
+        tmp_bytes: runtime.limits.tmp_bytes,
+        network: if config.outbound { Network::Host } else { Network::Loopback },
+        label: format!("{}-r{}", config.function, config.revision),
+        stdin: true,
+    };
+    let mut instance = runtime.sandbox.spawn(spec).await.map_err(|e| {
+        InvokeError::new(ErrorCode::Unavailable, format!("the process could not be started: {e}"))
+    })?;
+    let stdin = instance.stdin.take();
+    let stdout = instance.stdout.take();
+    let stderr = instance.stderr.take();
+    instance.start().map_err(|e| {
+        InvokeError::new(ErrorCode::Unavailable, format!("the process could not be started: {e}"))
+    })?;
+
+    let feed = async move {
+        if let Some(mut stdin) = stdin {
+            // A script that never reads its body closes stdin early; that is its right.
+            let _ = stdin.write_all(&body).await;
+            let _ = stdin.shutdown().await;
+        }
+    };
+    let max = runtime.limits.max_stdout_bytes;
+    let collect = async move {
+        let mut out = Vec::new();
+        let Some(stdout) = stdout else { return Ok(out) };
+        let read = stdout.take(max as u64 + 1).read_to_end(&mut out).await;
+        match read {
+            Ok(_) if out.len() > max => Err(()),
+            _ => Ok(out),
+        }
+    };
+    let logs = async {
+        if let Some(stderr) = stderr {
+            pump(stderr, LogStream::Stderr, to.clone()).await;
+        }
+    };
+    let run = async {
+        let ((), out, (), exit) = tokio::join!(feed, collect, logs, instance.wait());
+        (out, exit)
+    };
+    let deadline = tokio::time::Instant::from_std(inv.deadline);
+    let (out, exit) = match tokio::time::timeout_at(deadline, run).await {
+        Ok(done) => done,
+        Err(_) => {
+            instance.kill();
+            to.note("the process was killed: the function's timeout passed");
+            return Err(InvokeError::new(
+                ErrorCode::Timeout,
+                format!("the function did not respond within its timeout of {:?}", config.timeout),
+            ));
+        }
+    };
+    let Ok(out) = out else {
+        to.note(&format!("stdout exceeded {max} bytes"));
+        return Err(InvokeError::new(
+            ErrorCode::BadGateway,
+            format!("the process wrote more than {} MiB to stdout", max >> 20),
+        ));
+    };
+    match exit {
+        Exit::Code(0) => {}
+        _ if instance.memory_exceeded() => {
+            to.note(&format!("the process was killed: it exceeded its memory limit ({exit})"));
+            return Err(InvokeError::new(
+                ErrorCode::MemoryLimitExceeded,
+                format!("the function exceeded its memory limit of {} MiB", config.memory_bytes >> 20),
+            ));
+        }
+        Exit::Code(code) => {
+            to.note(&format!("the process exited with code {code}"));
+            return Err(InvokeError::new(
+                ErrorCode::FunctionError,
+                format!("the function's process exited with code {code} (its stderr is in the logs)"),
+            ));
+        }
+        Exit::Signal(sig) => {
+            to.note(&format!("the process was killed by signal {sig}"));
+            return Err(InvokeError::new(
+                ErrorCode::BadGateway,
+                format!("the function's process was killed by signal {sig} before it finished"),
+            ));
+        }
+    }
+    let response = cgi::parse_output(Bytes::from(out)).map_err(|e| {
+        to.note(&e.to_string());
+        InvokeError::new(ErrorCode::BadGateway, e.to_string())
+    })?;
+    Ok(response.map(boxed))
+}
