@@ -27,7 +27,7 @@ mod targz;
 mod zipfile;
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use error::ArchiveError;
@@ -108,8 +108,7 @@ pub fn extract(archive: &Path, dest: &Path, caps: Caps) -> Result<Summary, Archi
     let format = detect(&head[..head_len]).ok_or(ArchiveError::UnknownFormat)?;
     check_destination(dest)?;
     // Both readers want the file from its start.
-    drop(file);
-    let file = File::open(archive).map_err(read_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
     let extractor = extractor::Extractor::new(dest, caps, archive_len);
     match format {
         Format::TarGz => targz::extract(file, extractor),
