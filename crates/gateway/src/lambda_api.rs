@@ -133,7 +133,9 @@ impl Gateway {
             Err(e) => return failed("ServiceException", format!("the function could not be loaded: {e}")),
         };
         let request = || {
+            // wasi:http gives guests the authority, so the request needs one.
             Request::post("/")
+                .header(http::header::HOST, "localhost")
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header(crate::invoke::INVOCATION_ID, id)
         };

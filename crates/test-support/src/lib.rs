@@ -211,3 +211,62 @@ impl Drop for Yun {
         }
     }
 }
+
+/// Builds `examples/lambda-rust` natively once per test process and returns the directory of
+/// its binaries (`hello-lambda`, `hello-lambda-http`).
+pub fn lambda_rust_examples() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = repo_root();
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--locked", "--quiet", "--manifest-path"])
+                .arg(root.join("examples/lambda-rust/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(root.join("examples/target"))
+                .status()
+                .expect("running cargo to build examples/lambda-rust");
+            assert!(status.success(), "building examples/lambda-rust failed");
+            root.join("examples/target/release")
+        })
+        .clone()
+}
+
+/// Installs Python packages from PyPI into `examples/target/py/<name>` once (reused across
+/// runs) and returns that directory, for `PYTHONPATH` or to ship inside a function's code.
+pub fn pip_target(name: &str, packages: &[&str]) -> PathBuf {
+    // Tests of one binary run in parallel threads; two pips into one directory corrupt it.
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = repo_root().join("examples/target/py").join(name);
+    let done = dir.join(".installed");
+    if done.exists() {
+        return dir;
+    }
+    let out = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "--target"])
+        .arg(&dir)
+        .args(packages)
+        .output()
+        .expect("running python3 -m pip");
+    assert!(
+        out.status.success(),
+        "pip install {packages:?} failed (PyPI must be reachable):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&done, b"").expect("marking the install done");
+    dir
+}
+
+/// Copies a file or a directory tree (symlinks followed) into `dest`.
+pub fn copy_into(src: &Path, dest: &Path) {
+    if src.is_dir() {
+        std::fs::create_dir_all(dest).expect("creating a directory");
+        for entry in std::fs::read_dir(src).expect("reading a directory") {
+            let entry = entry.expect("reading a directory entry");
+            copy_into(&entry.path(), &dest.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(src, dest).expect("copying a file");
+    }
+}
