@@ -364,6 +364,8 @@ fn run(ctrl: &File) -> Result<(), String> {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
     };
+    // Kept open until the helper exits: see init_setup.
+    let _sync_w = sync_w.try_clone().map_err(|e| format!("cannot duplicate a pipe: {e}"))?;
     if let Err(e) = setup_child(&spec, pid, sync_w, &ready_r) {
         kill_and_reap();
         return Err(e);
@@ -578,21 +580,25 @@ fn init_main(
 }
 
 fn init_setup(spec: &HelperSpec, sync_r: RawFd) -> Result<(), String> {
-    // SAFETY: plain syscalls on our own process.
+    // SAFETY: plain syscalls on our own process; ids 0 exist once the helper wrote the maps.
     unsafe {
-        // If the helper dies, so does init, and with it the whole pid namespace.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         let mut b = [0u8; 1];
         if libc::read(sync_r, b.as_mut_ptr().cast(), 1) != 1 {
             libc::_exit(1);
         }
-        libc::close(sync_r);
-    }
-    // SAFETY: plain syscalls; ids 0 exist thanks to the maps the helper wrote.
-    unsafe {
         check(libc::setgroups(0, std::ptr::null()).into(), || "setgroups".into())?;
         check(libc::setresgid(0, 0, 0).into(), || "setresgid(0) in the user namespace".into())?;
         check(libc::setresuid(0, 0, 0).into(), || "setresuid(0) in the user namespace".into())?;
+        // If the helper dies, so does init, and with it the whole pid namespace. Set only now:
+        // changing credentials clears it.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The helper holds the sync pipe's write end for its whole life: a hang-up means it died
+        // before the death signal was armed.
+        let mut pfd = libc::pollfd { fd: sync_r, events: libc::POLLIN, revents: 0 };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            libc::_exit(1);
+        }
+        libc::close(sync_r);
         let host = b"yun";
         check(libc::sethostname(host.as_ptr().cast(), host.len()).into(), || "sethostname".into())?;
     }
