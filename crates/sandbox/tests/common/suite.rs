@@ -580,3 +580,32 @@ async fn escape_probe_is_denied_everywhere() {
     }
     assert_eq!(report["facts"]["interfaces"], serde_json::json!(["lo"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_network_reaches_host_loopback() {
+    let env = env().await;
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = host.local_addr().unwrap().port();
+    let dir = code(&[]);
+    let mut s = spec(
+        dir.path(),
+        "hostnet",
+        &format!(
+            "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port})).sendall(b\"out\")'"
+        ),
+    );
+    s.network = Network::Host;
+    let mut instance = env.sandbox.spawn(s).await.expect("spawn");
+    instance.start().unwrap();
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(20), host.accept()).await.unwrap().unwrap();
+    let mut got = String::new();
+    conn.read_to_string(&mut got).await.unwrap();
+    assert_eq!(got, "out");
+    assert_eq!(instance.wait().await, Exit::Code(0));
+    // connect_tcp and listen_tcp use the host's loopback too.
+    let listener = instance.listen_tcp(0).expect("listen on host loopback");
+    let port = listener.local_addr().unwrap().port();
+    let accepted = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+    instance.connect_tcp(port).await.expect("connect on host loopback");
+    accepted.await.unwrap().unwrap();
+}
