@@ -280,10 +280,14 @@ t.addfile(info, io.BytesIO(data)); t.close()",
 
 #[tokio::test]
 async fn process_functions_serve_again_after_a_restart() {
-    let yun = Yun::start(BIN);
+    let mut yun = Yun::start(BIN);
     deploy(&yun, "sh", "shell-stdio", "stdio", "sh handler.sh", &[]);
+    deploy(&yun, "py", "python-http", "http", "python3 app.py", &[]);
     assert_eq!(get(&yun, "/fn/sh/").await.status(), 200);
+    assert_eq!(get(&yun, "/fn/py/").await.status(), 200);
+    assert!(yun.stop().success(), "a resident process does not hold up shutdown");
     let again = yun.restart();
+    assert_eq!(get(&again, "/fn/py/").await.status(), 200);
     assert_eq!(get(&again, "/fn/sh/").await.status(), 200);
     let d = again.cli_ok(&["describe", "sh"]);
     assert!(d.contains("process"), "{d}");

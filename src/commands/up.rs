@@ -71,15 +71,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         bail!("--base-domain must not be empty");
     }
     let data_dir = global.data_dir()?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    prepare_data_dir(&data_dir)?;
 
     let store = RedbStore::open(&data_dir.join("meta.redb")).with_context(|| {
         format!("opening the metadata store in {} (is another `yun up` using it?)", data_dir.display())
     })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir.join("meta.redb"), std::fs::Permissions::from_mode(0o600))?;
+    }
     let blobs = BlobStore::open(&data_dir.join("blobs")).context("opening the artifact store")?;
     let logs = Arc::new(
         LogStore::open(
@@ -193,6 +193,44 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     yun_gateway::run(listener, gateway, shutdown).await?;
     println!("yun stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data directory and the path down to process functions' code are traversable (0711) but
+/// not listable by others: a sandbox is set up by an unprivileged user-namespace root, which
+/// must reach the code it mounts. Everything else inside stays private to yun's user.
+fn prepare_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::fs::Permissions::from_mode(0o700);
+    let traverse = std::fs::Permissions::from_mode(0o711);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    for (dir, mode) in [
+        ("", &traverse),
+        ("run", &traverse),
+        ("blobs", &traverse),
+        ("blobs/code", &traverse),
+        ("blobs/artifacts", &private),
+        ("blobs/compiled", &private),
+        ("blobs/staging", &private),
+        ("logs", &private),
+    ] {
+        let path = data_dir.join(dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::fs::set_permissions(&path, mode.clone())
+            .with_context(|| format!("setting the permissions of {}", path.display()))?;
+    }
+    let meta = data_dir.join("meta.redb");
+    if meta.exists() {
+        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 fn init_tracing() {

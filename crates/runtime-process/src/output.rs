@@ -12,6 +12,17 @@ const MAX_LINE: usize = 16 * 1024;
 /// Stderr lines remembered for error messages (a process that failed to start).
 const TAIL_LINES: usize = 10;
 
+/// Lines read this soon after the last invocation ended still belong to it: a process writes
+/// its output before it answers, but the pipe is read by another task, sometimes after the
+/// response went out.
+const LATE_LINES: std::time::Duration = std::time::Duration::from_millis(100);
+
+#[derive(Default)]
+struct InFlight {
+    ids: Vec<String>,
+    last: Option<(String, std::time::Instant)>,
+}
+
 /// Who the lines of one instance belong to.
 pub(crate) struct Attribution {
     pub sink: Arc<dyn LogSink>,
@@ -19,7 +30,7 @@ pub(crate) struct Attribution {
     pub revision: u64,
     /// Invocations in flight on the instance: a line is attributed to the invocation when it is
     /// the only one, and to none (`-`) when requests overlap.
-    in_flight: Mutex<Vec<String>>,
+    in_flight: Mutex<InFlight>,
     stderr_tail: Mutex<VecDeque<String>>,
 }
 
@@ -29,26 +40,32 @@ impl Attribution {
             sink,
             function,
             revision,
-            in_flight: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(InFlight::default()),
             stderr_tail: Mutex::new(VecDeque::new()),
         })
     }
 
     pub fn begin(&self, invocation_id: &str) {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).push(invocation_id.to_string());
+        let mut v = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        v.ids.push(invocation_id.to_string());
+        v.last = None;
     }
 
     pub fn end(&self, invocation_id: &str) {
         let mut v = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = v.iter().position(|id| id == invocation_id) {
-            v.swap_remove(i);
+        if let Some(i) = v.ids.iter().position(|id| id == invocation_id) {
+            v.ids.swap_remove(i);
+        }
+        if v.ids.is_empty() {
+            v.last = Some((invocation_id.to_string(), std::time::Instant::now()));
         }
     }
 
     fn current(&self) -> String {
         let v = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        match v.as_slice() {
-            [only] => only.clone(),
+        match (v.ids.as_slice(), &v.last) {
+            ([only], _) => only.clone(),
+            ([], Some((id, ended))) if ended.elapsed() < LATE_LINES => id.clone(),
             _ => "-".to_string(),
         }
     }
@@ -162,6 +179,8 @@ mod tests {
         to.end("a");
         let long = vec![b'x'; MAX_LINE + 10];
         pump(&long[..], LogStream::Stderr, to.clone()).await;
+        to.end("b");
+        pump(&b"late\n"[..], LogStream::Stdout, to.clone()).await;
         let got: Vec<(String, String)> =
             sink.0.lock().unwrap().iter().map(|e| (e.invocation_id.clone(), e.line.clone())).collect();
         assert_eq!(got[0], ("a".into(), "one".into()));
@@ -169,6 +188,7 @@ mod tests {
         assert_eq!(got[2], ("-".into(), "three".into()));
         assert_eq!((got[3].0.as_str(), got[3].1.len()), ("b", MAX_LINE));
         assert_eq!(got[4].1.len(), 10);
+        assert_eq!(got[5], ("b".into(), "late".into()), "a line right after the end is still its");
         assert_eq!(to.stderr_tail().len(), 3);
     }
 }

@@ -82,6 +82,7 @@ pub(crate) struct Resident {
     lambda: Option<Arc<RuntimeApi>>,
     /// `lambda` mode: one invocation at a time, as in Lambda; the rest wait their turn.
     turn: tokio::sync::Mutex<()>,
+    killed: AtomicBool,
     ops: mpsc::UnboundedSender<Op>,
     /// `Some(why)` once the process has ended.
     exited: watch::Receiver<Option<String>>,
@@ -123,10 +124,12 @@ impl tower_service::Service<http::Uri> for Connector {
 
 impl Resident {
     fn alive(&self) -> bool {
-        self.exited.borrow().is_none()
+        !self.killed.load(Ordering::Relaxed) && self.exited.borrow().is_none()
     }
 
+    /// From now on no request is routed here, even before the process is reaped.
     fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
         let _ = self.ops.send(Op::Kill);
     }
 
@@ -240,6 +243,7 @@ impl Resident {
         let resident = Arc::new(Self {
             lambda,
             turn: tokio::sync::Mutex::new(()),
+            killed: AtomicBool::new(false),
             ops,
             exited,
             memory_exceeded,
