@@ -387,7 +387,12 @@ fn run(ctrl: &File) -> Result<(), String> {
         }
         libc::close(START_FD);
     }
-    let status = supervise(ctrl, pid);
+    let (status, yun_gone) = supervise(ctrl, pid);
+    if yun_gone {
+        // Nobody else will remove the instance's cgroups now (a later yun would, at start).
+        remove_cgroups(&spec.cgroup_procs);
+        return Ok(());
+    }
     let mut buf = [0u8; 4];
     let report = match (&File::from(status_r)).read_exact(&mut buf) {
         // The init process passes on the command's own wait status.
@@ -436,9 +441,26 @@ fn setup_child(
     }
 }
 
+/// Removes the instance's cgroup directories, retrying while the kernel drains their tasks.
+fn remove_cgroups(procs: &[PathBuf]) {
+    let dirs: Vec<&Path> = procs.iter().filter_map(|p| p.parent()).collect();
+    for _ in 0..200 {
+        let mut left = false;
+        for d in &dirs {
+            if let Err(e) = std::fs::remove_dir(d) {
+                left |= e.kind() != std::io::ErrorKind::NotFound;
+            }
+        }
+        if !left {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Waits for init to end; kills it if yun goes away (EOF on the control socket). Returns init's
-/// wait status.
-fn supervise(ctrl: &File, pid: libc::pid_t) -> i32 {
+/// wait status and whether yun went away.
+fn supervise(ctrl: &File, pid: libc::pid_t) -> (i32, bool) {
     // SAFETY: pidfd_open on our own unreaped child.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
     let mut watch_ctrl = true;
@@ -481,7 +503,7 @@ fn supervise(ctrl: &File, pid: libc::pid_t) -> i32 {
         // SAFETY: reaping our own child.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r >= 0 || errno().kind() != std::io::ErrorKind::Interrupted {
-            return status;
+            return (status, !watch_ctrl);
         }
     }
 }
