@@ -292,3 +292,116 @@ async fn process_functions_serve_again_after_a_restart() {
     let d = again.cli_ok(&["describe", "sh"]);
     assert!(d.contains("process"), "{d}");
 }
+
+#[tokio::test]
+async fn escape_probes_are_denied() {
+    let yun = Yun::start(BIN);
+    deploy(&yun, "other", "shell-stdio", "stdio", "sh handler.sh", &[]);
+    deploy(&yun, "probe", "probe", "stdio", "python3 probe.py", &[]);
+    let describe: Value =
+        serde_json::from_str(&yun.cli_ok(&["--json", "describe", "other"])).expect("describe --json");
+    let digest =
+        describe["revisions"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let others_code = yun.data_dir().join("blobs/code").join(digest);
+    assert!(others_code.is_dir(), "{}", others_code.display());
+    for (target, connect) in [
+        (yun.data_dir().display().to_string(), yun.addr().to_string()),
+        (others_code.display().to_string(), "1.1.1.1:53".to_string()),
+    ] {
+        let url = format!("{}/fn/probe/?list={target}&connect={connect}", yun.url());
+        let resp = client().get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        let results = v["results"].as_object().unwrap();
+        for (probe, outcome) in results {
+            let outcome = outcome.as_str().unwrap();
+            if probe == "write_tmp" {
+                assert!(!outcome.starts_with("denied"), "the function's own /tmp is writable: {outcome}");
+            } else {
+                assert!(
+                    outcome.starts_with("denied"),
+                    "{probe} was not denied: {outcome} ({target}, {connect})"
+                );
+            }
+        }
+        for probe in
+            ["read_etc_shadow", "list_path", "mount_tmpfs", "ptrace_attach", "unshare_user_ns", "connect"]
+        {
+            assert!(results.contains_key(probe), "the probe ran {probe}");
+        }
+        assert_ne!(v["facts"]["uid"], 0, "functions never run as root");
+    }
+}
+
+/// Instance cgroups of this test's functions (named after them) and processes inside them.
+fn instance_leftovers(prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for root in [
+        "/sys/fs/cgroup/memory/yun",
+        "/sys/fs/cgroup/pids/yun",
+        "/sys/fs/cgroup/cpu/yun",
+        "/sys/fs/cgroup/yun",
+    ] {
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) {
+                found.push(format!("cgroup {root}/{name}"));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cg) = std::fs::read_to_string(entry.path().join("cgroup"))
+            && cg.contains(&format!("/yun/{prefix}"))
+        {
+            found.push(format!("process {}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn nothing_leaks_after_requests_crashes_timeouts_and_fork_bombs() {
+    let yun = Yun::start(BIN);
+    deploy(&yun, "leakcheck-http", "python-http", "http", "python3 app.py", &["--timeout", "1s"]);
+    deploy(&yun, "leakcheck-cgi", "shell-stdio", "stdio", "sh handler.sh", &[]);
+    let dir = example("shell-stdio");
+    yun.cli_ok(&[
+        "deploy",
+        "leakcheck-bomb",
+        &dir,
+        "--runtime",
+        "process",
+        "--mode",
+        "stdio",
+        "--timeout",
+        "2s",
+        "--command",
+        "bomb() { bomb | bomb & }; bomb; sleep 1; echo; echo survived",
+    ]);
+    for _ in 0..3 {
+        assert_eq!(get(&yun, "/fn/leakcheck-cgi/").await.status(), 200);
+    }
+    assert_eq!(get(&yun, "/fn/leakcheck-http/").await.status(), 200);
+    assert_eq!(get(&yun, "/fn/leakcheck-http/?loop=1").await.status(), 504);
+    assert_eq!(get(&yun, "/fn/leakcheck-http/?crash=1").await.status(), 502);
+    assert_eq!(get(&yun, "/fn/leakcheck-http/?sleep_ms=10").await.status(), 200);
+    // The fork bomb meets the pids limit; whatever it answers, the platform keeps serving.
+    let bomb = get(&yun, "/fn/leakcheck-bomb/").await.status();
+    assert!(bomb.is_success() || bomb.is_server_error(), "{bomb}");
+    assert_eq!(get(&yun, "/healthz").await.status(), 200);
+    assert_eq!(get(&yun, "/fn/leakcheck-cgi/").await.status(), 200);
+    // Resident instances end with their function.
+    yun.cli_ok(&["rm", "leakcheck-http"]);
+    let start = Instant::now();
+    let mut left = instance_leftovers("leakcheck-");
+    while !left.is_empty() && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = instance_leftovers("leakcheck-");
+    }
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&yun.data_dir().display().to_string()),
+        "no sandbox mount is visible on the host"
+    );
+}
