@@ -289,6 +289,8 @@ impl Sandbox {
             cgroup::Limits { memory_bytes: spec.memory_bytes, cpus: spec.cpus, pids_max: spec.pids_max };
         let plan = hierarchy.plan(&name, limits);
         plan.create().map_err(|e| e.to_string())?;
+        // If this future is dropped half-way, the cgroups must not outlive it.
+        let mut guard = PlanGuard(Some(plan.clone()));
         let mut env = spec.env;
         for (k, v) in [("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", "/tmp")] {
             if !env.iter().any(|(name, _)| name == k) {
@@ -341,6 +343,7 @@ impl Sandbox {
                 return Err(e);
             }
         };
+        guard.0 = None;
         Ok(Instance {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
@@ -361,6 +364,19 @@ impl Sandbox {
                 cleaned: false,
             })),
         })
+    }
+}
+
+/// Removes an instance's cgroups when spawning fails or is cancelled. Directories still busy
+/// (the helper already moved init in) are left to the helper, which removes them itself once it
+/// sees the control socket close.
+struct PlanGuard(Option<cgroup::Plan>);
+
+impl Drop for PlanGuard {
+    fn drop(&mut self) {
+        if let Some(plan) = self.0.take() {
+            plan.remove_once();
+        }
     }
 }
 
@@ -786,6 +802,14 @@ impl Drop for Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Sandbox>();
+        check::<Instance>();
+        check::<SandboxError>();
+    }
 
     #[test]
     fn labels_are_sanitized() {
