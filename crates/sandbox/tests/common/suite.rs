@@ -125,6 +125,9 @@ async fn assert_nothing_left(label: &str, uid: Option<u32>) {
     loop {
         let procs = uid.map_or(0, |u| processes_of(u) + processes_of(u - 1));
         let groups = cgroups_of(label);
+        // Instance roots are mounted only in the helpers' own mount namespaces, never on the host.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(!mountinfo.contains("/sandbox/root"), "an instance mount leaked to the host:\n{mountinfo}");
         if procs == 0 && groups.is_empty() {
             return;
         }
