@@ -96,7 +96,7 @@ async fn python_http_app_is_resident_and_proxied() {
 #[tokio::test]
 async fn node_http_app_serves() {
     let yun = Yun::start(BIN);
-    deploy(&yun, "node", "node-http", "http", "node server.js", &[]);
+    deploy(&yun, "node", "node-http", "http", "node server.js", &["--health", "/ready"]);
     let v: Value = get(&yun, "/fn/node/a/b?q=1").await.json().await.unwrap();
     assert_eq!(
         (v["runtime"].as_str(), v["path"].as_str(), v["query"].as_str()),
