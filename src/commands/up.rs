@@ -99,7 +99,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let isolation = yun_sandbox::Sandbox::new(yun_sandbox::SandboxConfig {
         helper_exe: std::env::current_exe().context("locating the yun binary for the sandbox helper")?,
-        run_dir: data_dir.join("run").join("sandbox"),
+        run_dir: sandbox_run_dir(&data_dir, !args.insecure_no_sandbox),
         isolate: !args.insecure_no_sandbox,
     })
     .await
@@ -195,42 +195,27 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The data directory and the path down to process functions' code are traversable (0711) but
-/// not listable by others: a sandbox is set up by an unprivileged user-namespace root, which
-/// must reach the code it mounts. Everything else inside stays private to yun's user.
+/// The data directory is yun's alone (0700); only the code of process functions inside it is
+/// readable by others (sealed 0555/0444), which the sandbox's unprivileged users need.
 fn prepare_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let private = std::fs::Permissions::from_mode(0o700);
-    let traverse = std::fs::Permissions::from_mode(0o711);
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o711)
+        .mode(0o700)
         .create(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    for (dir, mode) in [
-        ("", &traverse),
-        ("run", &traverse),
-        ("blobs", &traverse),
-        ("blobs/code", &traverse),
-        ("blobs/artifacts", &private),
-        ("blobs/compiled", &private),
-        ("blobs/staging", &private),
-        ("logs", &private),
-    ] {
-        let path = data_dir.join(dir);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        std::fs::set_permissions(&path, mode.clone())
-            .with_context(|| format!("setting the permissions of {}", path.display()))?;
-    }
-    let meta = data_dir.join("meta.redb");
-    if meta.exists() {
-        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o600))?;
-    }
     Ok(())
+}
+
+/// Where sandboxes are assembled: a directory every instance's user-namespace root can reach,
+/// which a data directory under a private parent (a 0700 home or temp dir) cannot promise. It
+/// holds only empty mount points and uid-slot locks, and is shared by every yun on the host, so
+/// two of them never hand out the same uid.
+fn sandbox_run_dir(data_dir: &std::path::Path, isolate: bool) -> std::path::PathBuf {
+    if !isolate {
+        return data_dir.join("run").join("sandbox");
+    }
+    let run = std::path::Path::new("/run");
+    if run.is_dir() { run.join("yun") } else { std::env::temp_dir().join("yun-run") }
 }
 
 fn init_tracing() {
