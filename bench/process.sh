@@ -82,6 +82,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+fg() { # run a command in the background and wait for it: bash runs the INT/TERM trap only once a
+  # foreground child has ended, and a wait is interrupted at once; the EXIT trap then stops it
+  "$@" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait "$pid"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -192,7 +200,7 @@ for p in $WARM_PROGRAMS; do deploy warm "$p" 30m; done
 # ---------------------------------------------------------------- 1. cold start
 for p in $PROGRAMS; do
   log "cold $p: $COLD_N floor and $COLD_N yun samples, alternating (~$((COLD_N * 2 * ${SETTLE%.*} + COLD_N)) s)"
-  python3 "$BENCH/process_timing.py" cold --url "$YUN_URL/fn/cold-$p/" --marker "$MARK-cold-$p" \
+  fg python3 "$BENCH/process_timing.py" cold --url "$YUN_URL/fn/cold-$p/" --marker "$MARK-cold-$p" \
     --dir "${APP_DIR[$p]}" --cmd "${APP_CMD[$p]}" --n "$COLD_N" --settle "$SETTLE" \
     --expect "${APP_EXPECT[$p]}" >"$OUT/cold-$p.jsonl" 2>"$OUT/cold-$p.progress.txt" \
     || { tail -n 5 "$OUT/cold-$p.progress.txt" >&2; die "cold $p failed"; }
@@ -205,8 +213,8 @@ done
 # ---------------------------------------------------------------- 2. warm latency
 wrk_run() { # program server round url -> warm.jsonl
   local p=$1 server=$2 round=$3 url=$4 label="$1-$2-$3" line
-  wrk -t1 -c1 -d"${WARMUP}s" "$url" >"$OUT/wrk-$label.warmup.txt" 2>&1
-  wrk -t1 -c1 -d"${WARM_DURATION}s" --latency -s "$BENCH/wrk-report.lua" "$url" >"$OUT/wrk-$label.txt" 2>&1
+  fg wrk -t1 -c1 -d"${WARMUP}s" "$url" >"$OUT/wrk-$label.warmup.txt" 2>&1
+  fg wrk -t1 -c1 -d"${WARM_DURATION}s" --latency -s "$BENCH/wrk-report.lua" "$url" >"$OUT/wrk-$label.txt" 2>&1
   line="$(grep '^{"requests"' "$OUT/wrk-$label.txt" | tail -n1)"
   [[ -n "$line" ]] || die "no report from wrk (see $OUT/wrk-$label.txt)"
   python3 - "$line" "$p" "$server" "$round" >>"$OUT/warm.jsonl" <<'PY'
