@@ -107,9 +107,8 @@ fn serve(stream: TcpStream) {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                let _ = out.write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                let _ = out
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 return;
             }
             Err(_) => return,
