@@ -82,6 +82,7 @@ pub struct ProcessConfig {
 }
 
 /// One HTTP invocation as a process function sees it.
+#[derive(Clone, Debug)]
 pub struct Invocation {
     pub id: String,
     /// When the function must have answered by.

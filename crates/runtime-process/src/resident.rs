@@ -277,7 +277,9 @@ impl Resident {
                 ))),
             };
         }
-        let mut pause = Duration::from_millis(1);
+        // Every millisecond between the app listening and yun noticing is cold-start latency
+        // the caller waits for; a connect attempt inside the sandbox costs microseconds.
+        let mut pause = Duration::from_micros(250);
         let mut exited = self.exited.clone();
         loop {
             let probe = async {
@@ -314,7 +316,7 @@ impl Resident {
                 return Err(self.startup_error(format!("the process did not {what} within {timeout:?}")));
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
 
@@ -418,6 +420,22 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The live instance, and the invocation with its deadline moved by the time a cold start took:
+/// as in Lambda, starting the process has its own limit (the startup timeout) and does not eat
+/// into the function's timeout.
+async fn ready_instance(
+    slot: &Slot,
+    runtime: &ProcessRuntime,
+    config: &ProcessConfig,
+    inv: &Invocation,
+) -> Result<(Arc<Resident>, Invocation), InvokeError> {
+    let asked = Instant::now();
+    let resident = slot.get(runtime, config, inv).await?;
+    let mut inv = inv.clone();
+    inv.deadline += asked.elapsed();
+    Ok((resident, inv))
+}
+
 /// Headers that describe one connection, not the request (RFC 9110 7.6.1).
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
@@ -429,7 +447,8 @@ pub(crate) async fn invoke(
     request: http::Request<Body>,
     inv: &Invocation,
 ) -> Result<http::Response<Body>, InvokeError> {
-    let resident = slot.get(runtime, config, inv).await?;
+    let (resident, inv) = ready_instance(slot, runtime, config, inv).await?;
+    let inv = &inv;
     resident.activity.in_flight.fetch_add(1, Ordering::Relaxed);
     resident.to.begin(&inv.id);
     let result = match &resident.lambda {
@@ -588,7 +607,8 @@ pub(crate) async fn invoke_event(
     event: bytes::Bytes,
     inv: &Invocation,
 ) -> Result<LambdaOutcome, InvokeError> {
-    let resident = slot.get(runtime, config, inv).await?;
+    let (resident, inv) = ready_instance(slot, runtime, config, inv).await?;
+    let inv = &inv;
     let Some(api) = resident.lambda.clone() else {
         return Err(InvokeError::new(ErrorCode::Internal, "not a lambda-mode function"));
     };
