@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use yun_sandbox::Sandbox;
+use yun_sandbox::{InstanceSpec, Network, Sandbox};
 use yun_telemetry::LogSink;
 use yun_types::{ErrorCode, ProcessMode, ProcessSpec};
 
@@ -63,6 +63,27 @@ impl ProcessRuntime {
 
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// One instance of `config`'s revision with the platform's limits and the given environment.
+    pub(crate) fn instance_spec(
+        &self,
+        config: &ProcessConfig,
+        env: Vec<(String, String)>,
+        stdin: bool,
+    ) -> InstanceSpec {
+        InstanceSpec {
+            code_dir: config.code_dir.clone(),
+            command: config.spec.command.clone(),
+            env,
+            memory_bytes: config.memory_bytes,
+            cpus: self.limits.cpus,
+            pids_max: self.limits.pids_max,
+            tmp_bytes: self.limits.tmp_bytes,
+            network: if config.outbound { Network::Host } else { Network::Loopback },
+            label: format!("{}-r{}", config.function, config.revision),
+            stdin,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use yun_lambda::meta::FunctionMeta;
-use yun_sandbox::{Instance, InstanceSpec, Network};
+use yun_sandbox::Instance;
 use yun_telemetry::LogStream;
 use yun_types::{ErrorCode, ProcessMode};
 
@@ -30,17 +30,31 @@ const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
 /// The resident instance of one revision, if any.
 #[derive(Default)]
 pub(crate) struct Slot {
-    current: tokio::sync::Mutex<Option<Arc<Resident>>>,
-    stopped: AtomicBool,
+    current: Arc<tokio::sync::Mutex<Option<Arc<Resident>>>>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Slot {
+    /// The revision stopped serving: its instance goes now, or, if a request is starting one
+    /// this very moment, as soon as that start finishes.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
-        if let Ok(mut cur) = self.current.try_lock()
-            && let Some(r) = cur.take()
-        {
-            r.kill();
+        match self.current.clone().try_lock_owned() {
+            Ok(mut cur) => {
+                if let Some(r) = cur.take() {
+                    r.kill();
+                }
+            }
+            Err(_) => {
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    let current = self.current.clone();
+                    handle.spawn(async move {
+                        if let Some(r) = current.lock().await.take() {
+                            r.kill();
+                        }
+                    });
+                }
+            }
         }
     }
 
@@ -52,13 +66,16 @@ impl Slot {
         inv: &Invocation,
     ) -> Result<Arc<Resident>, InvokeError> {
         let mut cur = self.current.lock().await;
+        if self.stopped.load(Ordering::Relaxed) {
+            if let Some(r) = cur.take() {
+                r.kill();
+            }
+            return Err(InvokeError::new(ErrorCode::Unavailable, "this revision no longer serves"));
+        }
         if let Some(r) = cur.as_ref()
             && r.alive()
         {
             return Ok(r.clone());
-        }
-        if self.stopped.load(Ordering::Relaxed) {
-            return Err(InvokeError::new(ErrorCode::Unavailable, "this revision no longer serves"));
         }
         let started = Resident::start(runtime, config, inv).await?;
         *cur = Some(started.clone());
@@ -122,7 +139,29 @@ impl tower_service::Service<http::Uri> for Connector {
     }
 }
 
+/// One request on an instance, from its start until it ends or its caller gives up: the idle
+/// timer and log attribution must see both, including a client that went away mid-request.
+struct Serving<'a> {
+    resident: &'a Resident,
+    id: &'a str,
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let r = self.resident;
+        r.to.end(self.id);
+        *r.activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        r.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Resident {
+    fn serving<'a>(&'a self, id: &'a str) -> Serving<'a> {
+        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.to.begin(id);
+        Serving { resident: self, id }
+    }
+
     fn alive(&self) -> bool {
         !self.killed.load(Ordering::Relaxed) && self.exited.borrow().is_none()
     }
@@ -177,18 +216,7 @@ impl Resident {
                 env.push((k, v));
             }
         }
-        let spec = InstanceSpec {
-            code_dir: config.code_dir.clone(),
-            command: config.spec.command.clone(),
-            env,
-            memory_bytes: config.memory_bytes,
-            cpus: runtime.limits.cpus,
-            pids_max: runtime.limits.pids_max,
-            tmp_bytes: runtime.limits.tmp_bytes,
-            network: if config.outbound { Network::Host } else { Network::Loopback },
-            label: format!("{}-r{}", config.function, config.revision),
-            stdin: false,
-        };
+        let spec = runtime.instance_spec(config, env, false);
         let mut instance = runtime
             .sandbox
             .spawn(spec)
@@ -449,16 +477,11 @@ pub(crate) async fn invoke(
 ) -> Result<http::Response<Body>, InvokeError> {
     let (resident, inv) = ready_instance(slot, runtime, config, inv).await?;
     let inv = &inv;
-    resident.activity.in_flight.fetch_add(1, Ordering::Relaxed);
-    resident.to.begin(&inv.id);
-    let result = match &resident.lambda {
+    let _serving = resident.serving(&inv.id);
+    match &resident.lambda {
         Some(api) => lambda_http(&resident, api, config, request, inv).await,
         None => proxy(&resident, config, request, inv).await,
-    };
-    resident.to.end(&inv.id);
-    *resident.activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    resident.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-    result
+    }
 }
 
 async fn proxy(
@@ -612,11 +635,6 @@ pub(crate) async fn invoke_event(
     let Some(api) = resident.lambda.clone() else {
         return Err(InvokeError::new(ErrorCode::Internal, "not a lambda-mode function"));
     };
-    resident.activity.in_flight.fetch_add(1, Ordering::Relaxed);
-    resident.to.begin(&inv.id);
-    let result = run_event(&resident, &api, config, event, inv).await;
-    resident.to.end(&inv.id);
-    *resident.activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    resident.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-    result
+    let _serving = resident.serving(&inv.id);
+    run_event(&resident, &api, config, event, inv).await
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use yun_sandbox::{Exit, InstanceSpec, Network};
+use yun_sandbox::Exit;
 use yun_telemetry::LogStream;
 use yun_types::ErrorCode;
 
@@ -37,18 +37,7 @@ pub(crate) async fn invoke(
 
     let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
     to.begin(&inv.id);
-    let spec = InstanceSpec {
-        code_dir: config.code_dir.clone(),
-        command: config.spec.command.clone(),
-        env,
-        memory_bytes: config.memory_bytes,
-        cpus: runtime.limits.cpus,
-        pids_max: runtime.limits.pids_max,
-        tmp_bytes: runtime.limits.tmp_bytes,
-        network: if config.outbound { Network::Host } else { Network::Loopback },
-        label: format!("{}-r{}", config.function, config.revision),
-        stdin: true,
-    };
+    let spec = runtime.instance_spec(config, env, true);
     let mut instance = runtime.sandbox.spawn(spec).await.map_err(|e| {
         InvokeError::new(ErrorCode::Unavailable, format!("the process could not be started: {e}"))
     })?;
