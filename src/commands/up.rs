@@ -97,28 +97,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         memory_limit: args.compile_memory,
         time_limit: args.compile_timeout,
     };
+    // Wasm functions need no OS sandbox: a host that cannot isolate processes still serves them,
+    // and says exactly why process functions are off.
     let isolation = yun_sandbox::Sandbox::new(yun_sandbox::SandboxConfig {
         helper_exe: std::env::current_exe().context("locating the yun binary for the sandbox helper")?,
         run_dir: sandbox_run_dir(&data_dir, !args.insecure_no_sandbox),
         isolate: !args.insecure_no_sandbox,
     })
     .await
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "process functions cannot be isolated on this host: {e}\n(run with --insecure-no-sandbox to run them unisolated, for development only)"
-        )
-    })?;
+    .map_err(|e| e.to_string());
     if args.insecure_no_sandbox {
         eprintln!(
             "WARNING: --insecure-no-sandbox: process functions run as plain child processes of yun, with its user, files and network. Never use this with code you do not trust."
         );
     }
-    let sandbox_line = isolation.describe();
-    let process = yun_runtime_process::ProcessRuntime::new(
-        Arc::new(isolation),
-        logs.clone(),
-        yun_runtime_process::ProcessLimits::default(),
-    );
+    let sandbox_line = match &isolation {
+        Ok(s) => s.describe(),
+        Err(why) => format!("sandbox: unavailable, process functions are disabled: {why}"),
+    };
+    let process = isolation.map(|s| {
+        yun_runtime_process::ProcessRuntime::new(
+            Arc::new(s),
+            logs.clone(),
+            yun_runtime_process::ProcessLimits::default(),
+        )
+    });
     let activator = Arc::new(Activator::new(
         runtime,
         process,

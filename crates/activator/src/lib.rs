@@ -53,6 +53,8 @@ pub enum ActivateError {
     MissingArtifact(Digest),
     #[error("the code {0} of this revision is missing from the data directory")]
     MissingCode(Digest),
+    #[error("process functions are disabled on this server: {0}")]
+    ProcessesDisabled(String),
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error("{0}")]
@@ -61,7 +63,8 @@ pub enum ActivateError {
 
 pub struct Activator {
     runtime: Arc<Runtime>,
-    process: Arc<ProcessRuntime>,
+    /// Why process functions cannot run here, when the host cannot isolate them.
+    process: Result<Arc<ProcessRuntime>, String>,
     blobs: BlobStore,
     sandbox: CompileSandbox,
     log_sink: Arc<dyn LogSink>,
@@ -74,7 +77,7 @@ impl Activator {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         runtime: Arc<Runtime>,
-        process: Arc<ProcessRuntime>,
+        process: Result<Arc<ProcessRuntime>, String>,
         blobs: BlobStore,
         sandbox: CompileSandbox,
         log_sink: Arc<dyn LogSink>,
@@ -120,8 +123,9 @@ impl Activator {
         deployment.loaded.get_or_try_init(|| self.load(&deployment.revision)).await.cloned()
     }
 
-    pub fn process_runtime(&self) -> &ProcessRuntime {
-        &self.process
+    /// `Err(why)` when this server cannot run process functions.
+    pub fn process_runtime(&self) -> Result<&ProcessRuntime, &str> {
+        self.process.as_deref().map_err(String::as_str)
     }
 
     /// Compiles an upload into the code cache, in the isolated compiler. On success the
@@ -168,7 +172,8 @@ impl Activator {
                 timeout: Duration::from_millis(spec.limits.timeout_ms),
                 outbound: !spec.allow_outbound.is_empty(),
             };
-            return Ok(Loaded::Process(Arc::new(ProcessRevision::new(self.process.clone(), config))));
+            let runtime = self.process.clone().map_err(ActivateError::ProcessesDisabled)?;
+            return Ok(Loaded::Process(Arc::new(ProcessRevision::new(runtime, config))));
         }
         let cwasm = self.blobs.compiled_path(self.runtime.fingerprint(), digest);
         let mut compiled_now = false;

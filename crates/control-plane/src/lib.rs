@@ -279,6 +279,14 @@ impl ControlPlane {
                 format!("artifact {} has not been uploaded (POST it to /v1/artifacts first)", spec.artifact),
             ));
         }
+        if spec.process.is_some()
+            && let Err(why) = self.activator.process_runtime()
+        {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("process functions are disabled on this server: {why}"),
+            ));
+        }
         match (&spec.process, self.blobs.has_code(&spec.artifact)) {
             (Some(_), false) => {
                 return Err(ApiError::new(

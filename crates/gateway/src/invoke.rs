@@ -80,10 +80,14 @@ impl Gateway {
             Err(e) => {
                 Counters::incr(&self.counters.invocation_errors);
                 tracing::error!(function = name, revision, "activation failed: {e}");
+                let code = match e {
+                    yun_activator::ActivateError::ProcessesDisabled(_) => ErrorCode::Unavailable,
+                    _ => ErrorCode::Internal,
+                };
                 return fail(
                     &invocation_id,
                     Some(revision),
-                    ErrorCode::Internal,
+                    code,
                     format!("the function could not be loaded: {e}"),
                 );
             }

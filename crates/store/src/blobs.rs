@@ -61,8 +61,14 @@ impl BlobStore {
             remove_path(staged)?;
             return Ok(dest);
         }
+        use std::os::unix::fs::PermissionsExt;
+        // Moving a directory rewrites its `..` entry, which needs write permission on it unless
+        // yun runs as root: open the sealed top for the move, seal it again in place.
+        fs::set_permissions(staged, fs::Permissions::from_mode(0o755))?;
         sync_tree(staged)?;
         fs::rename(staged, &dest)?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o555))?;
+        File::open(&dest)?.sync_all()?;
         sync_dir(dest.parent().expect("code dirs have a parent"))?;
         Ok(dest)
     }
