@@ -181,6 +181,8 @@ impl ControlPlane {
         let mut file = tokio::fs::OpenOptions::new().write(true).open(&staging).await.map_err(internal)?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
+        // The first bytes tell a code archive from a component.
+        let mut head = Vec::with_capacity(yun_archive::DETECT_LEN);
         while let Some(frame) = incoming.frame().await {
             let frame = frame
                 .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading the upload: {e}")))?;
@@ -196,6 +198,10 @@ impl ControlPlane {
                     ));
                 }
                 hasher.update(&data);
+                if head.len() < yun_archive::DETECT_LEN {
+                    let take = (yun_archive::DETECT_LEN - head.len()).min(data.len());
+                    head.extend_from_slice(&data[..take]);
+                }
                 file.write_all(&data).await.map_err(internal)?;
             }
         }
@@ -208,11 +214,7 @@ impl ControlPlane {
             ));
         }
         let digest = Digest::parse(&hex::encode(hasher.finalize())).expect("sha256 hex is a digest");
-        let mut head = [0u8; 8];
-        let head_len = std::fs::File::open(&staging)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-            .map_err(internal)?;
-        if yun_archive::detect(&head[..head_len]).is_some() {
+        if yun_archive::detect(&head).is_some() {
             return self.unpack(staging, digest, size).await;
         }
         let fingerprint = self.activator.runtime().fingerprint().to_string();

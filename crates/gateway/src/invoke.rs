@@ -163,12 +163,7 @@ impl Gateway {
                         too_large(max_body),
                     );
                 }
-                let code = match e.kind {
-                    InvokeErrorKind::FunctionError => ErrorCode::FunctionError,
-                    InvokeErrorKind::MemoryLimitExceeded => ErrorCode::MemoryLimitExceeded,
-                    InvokeErrorKind::Timeout => ErrorCode::Timeout,
-                    InvokeErrorKind::Unavailable => ErrorCode::Unavailable,
-                };
+                let code = wasm_error_code(e.kind);
                 tracing::info!(
                     function = name,
                     revision,
@@ -191,11 +186,9 @@ impl Gateway {
         let ProcessCall { name, path, peer, revision, invocation_id, declared, max_body } = call;
         let original_path = req.uri().path();
         let prefix = format!("/fn/{name}");
-        let prefix = if original_path == prefix || original_path.starts_with(&format!("{prefix}/")) {
-            prefix
-        } else {
-            String::new()
-        };
+        let path_routed =
+            original_path.strip_prefix(&prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        let prefix = if path_routed { prefix } else { String::new() };
         let (parts, incoming) = req.into_parts();
         let body = if declared.is_none() && !incoming.is_end_stream() {
             match read_unknown_length(incoming, max_body).await {
@@ -207,8 +200,7 @@ impl Gateway {
         };
         let invocation = Invocation {
             id: invocation_id.clone(),
-            deadline: std::time::Instant::now()
-                + std::time::Duration::from_millis(process.config().timeout.as_millis() as u64),
+            deadline: std::time::Instant::now() + process.config().timeout,
             path: path.to_string(),
             prefix,
             remote_addr: peer,
@@ -235,6 +227,16 @@ impl Gateway {
                 fail(&invocation_id, Some(revision), e.code, e.message)
             }
         }
+    }
+}
+
+/// What the caller is told when a wasm invocation fails.
+pub(crate) fn wasm_error_code(kind: InvokeErrorKind) -> ErrorCode {
+    match kind {
+        InvokeErrorKind::FunctionError => ErrorCode::FunctionError,
+        InvokeErrorKind::MemoryLimitExceeded => ErrorCode::MemoryLimitExceeded,
+        InvokeErrorKind::Timeout => ErrorCode::Timeout,
+        InvokeErrorKind::Unavailable => ErrorCode::Unavailable,
     }
 }
 

@@ -20,7 +20,8 @@ use yun_runtime_wasm::RequestCtx;
 use yun_telemetry::Counters;
 
 use crate::Gateway;
-use crate::invoke::new_invocation_id;
+use crate::invoke::{new_invocation_id, wasm_error_code};
+use yun_types::ErrorCode;
 
 /// Largest function result returned through the Invoke API, as in AWS.
 const MAX_RESULT: usize = 6 * 1024 * 1024;
@@ -95,11 +96,10 @@ impl Gateway {
             InvocationType::RequestResponse => {
                 let since = yun_types::now_ms();
                 let outcome = self.run_payload(&deployment, payload, &request_id, peer).await;
-                let tail = (params.log_type == LogType::Tail)
-                    .then(|| self.log_tail(&deployment, since, &request_id));
-                let tail = match tail {
-                    Some(t) => Some(t.await),
-                    None => None,
+                let tail = if params.log_type == LogType::Tail {
+                    Some(self.log_tail(&deployment, since, &request_id).await)
+                } else {
+                    None
                 };
                 aws(invoke_api::invocation_response(
                     &outcome,
@@ -144,10 +144,8 @@ impl Gateway {
                 let body = Full::new(payload).map_err(|never| match never {}).boxed_unsync();
                 let req = request().body(body).expect("valid request");
                 match wasm.invoke(req, Arc::new(RequestCtx::new(id.to_string(), deadline))).await {
-                    Ok(resp) => {
-                        collect(resp.into_parts(), |b| b.map_err(|e| e.to_string()).boxed_unsync()).await
-                    }
-                    Err(e) => Err((format!("{:?}", e.kind), e.message)),
+                    Ok(resp) => collect(resp).await,
+                    Err(e) => Err((wasm_error_code(e.kind).as_str().to_string(), e.message)),
                 }
             }
             Loaded::Process(process) => {
@@ -169,9 +167,7 @@ impl Gateway {
                 }
                 let body = Full::new(payload).map_err(|never| match never {}).boxed_unsync();
                 match process.invoke(request().body(body).expect("valid request"), inv).await {
-                    Ok(resp) => {
-                        collect(resp.into_parts(), |b| b.map_err(|e| e.to_string()).boxed_unsync()).await
-                    }
+                    Ok(resp) => collect(resp).await,
                     Err(e) => Err((e.code.as_str().to_string(), e.message)),
                 }
             }
@@ -187,7 +183,7 @@ impl Gateway {
             ),
             Err((code, message)) => {
                 Counters::incr(&self.counters.invocation_errors);
-                if code == "Timeout" || code == "timeout" {
+                if code == ErrorCode::Timeout.as_str() {
                     return invoke_api::timeout_outcome(id, timeout);
                 }
                 failed(&code, message)
@@ -210,14 +206,13 @@ impl Gateway {
     }
 }
 
-type StringBody = http_body_util::combinators::UnsyncBoxBody<Bytes, String>;
-
 /// Reads a response body whole, up to the Invoke API's result limit.
-async fn collect<B>(
-    (parts, body): (http::response::Parts, B),
-    to_box: impl FnOnce(B) -> StringBody,
-) -> Result<(StatusCode, Bytes), (String, String)> {
-    let mut body = to_box(body);
+async fn collect<B>(response: Response<B>) -> Result<(StatusCode, Bytes), (String, String)>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let (parts, mut body) = response.into_parts();
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame =

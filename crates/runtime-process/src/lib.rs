@@ -197,6 +197,16 @@ pub(crate) fn base_env(config: &ProcessConfig) -> Vec<(String, String)> {
     env
 }
 
+/// Reads a request body whole (the gateway already bounded it by the function's limit).
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, InvokeError> {
+    use http_body_util::BodyExt;
+    Ok(body
+        .collect()
+        .await
+        .map_err(|e| InvokeError::new(ErrorCode::BadRequest, format!("reading the request body: {e}")))?
+        .to_bytes())
+}
+
 pub(crate) fn boxed(bytes: Bytes) -> Body {
     use http_body_util::BodyExt;
     http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()

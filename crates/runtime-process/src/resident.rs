@@ -554,11 +554,7 @@ async fn lambda_http(
     inv: &Invocation,
 ) -> Result<http::Response<Body>, InvokeError> {
     let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| InvokeError::new(ErrorCode::BadRequest, format!("reading the request body: {e}")))?
-        .to_bytes();
+    let body = crate::read_body(body).await?;
     let event = yun_lambda::event::http_to_event(&parts, &inv.path, &body, inv.remote_addr, &inv.id);
     match run_event(resident, api, config, event, inv).await? {
         LambdaOutcome::Response(payload) => match yun_lambda::event::result_to_http(&payload) {

@@ -2,14 +2,13 @@
 //! environment and on stdin, the response from its stdout. Nothing survives the request.
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yun_sandbox::Exit;
 use yun_telemetry::LogStream;
 use yun_types::ErrorCode;
 
 use crate::output::{Attribution, pump};
-use crate::{Body, Invocation, InvokeError, ProcessConfig, ProcessRuntime, base_env, boxed, cgi};
+use crate::{Body, Invocation, InvokeError, ProcessConfig, ProcessRuntime, base_env, boxed, cgi, read_body};
 
 pub(crate) async fn invoke(
     runtime: &ProcessRuntime,
@@ -18,12 +17,7 @@ pub(crate) async fn invoke(
     inv: &Invocation,
 ) -> Result<http::Response<Body>, InvokeError> {
     let (parts, body) = request.into_parts();
-    // The gateway already bounded the body by the function's limit.
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| InvokeError::new(ErrorCode::BadRequest, format!("reading the request body: {e}")))?
-        .to_bytes();
+    let body = read_body(body).await?;
     let mut env = base_env(config);
     env.extend(cgi::env(&cgi::CgiRequest {
         parts: &parts,
