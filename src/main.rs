@@ -69,6 +69,10 @@ enum Command {
     Rm(commands::rm::Args),
     /// Show what a function's guests printed.
     Logs(commands::logs::Args),
+    /// Set how a function scales: min/max instances, concurrency, keep-alive, queue.
+    Scale(commands::scale::Args),
+    /// Replay an invocation trace (Azure Functions 2019 format) against the keep-alive policies.
+    Sim(commands::sim::Args),
     /// Internal: compile an upload in an isolated child process.
     #[command(name = "__compile", hide = true)]
     Compile(commands::compile::Args),
@@ -103,6 +107,8 @@ fn main() -> ExitCode {
             Command::Describe(args) => commands::describe::run(&cli.global, args).await,
             Command::Rm(args) => commands::rm::run(&cli.global, args).await,
             Command::Logs(args) => commands::logs::run(&cli.global, args).await,
+            Command::Scale(args) => commands::scale::run(&cli.global, args).await,
+            Command::Sim(args) => commands::sim::run(&cli.global, args).await,
             Command::Compile(_) | Command::Sandbox(_) => unreachable!("handled before the runtime starts"),
         }
     });

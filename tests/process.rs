@@ -202,8 +202,8 @@ async fn idle_instances_are_stopped() {
     assert_eq!(get(&yun, "/fn/py/?count=1").await.text().await.unwrap(), "2\n");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(get(&yun, "/fn/py/?count=1").await.text().await.unwrap(), "1\n", "a new process after idling");
-    let l = wait_logs(&yun, "py", |l| l.contains("without requests")).await;
-    assert!(l.contains("without requests"), "{l}");
+    let l = wait_logs(&yun, "py", |l| l.contains("scaled in")).await;
+    assert!(l.contains("scaled in"), "{l}");
 }
 
 #[tokio::test]

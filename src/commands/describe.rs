@@ -24,6 +24,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     println!("url:       {}", v["url"].as_str().unwrap_or("-"));
     println!("serving:   revision {}", v["active_revision"]);
     println!("created:   {}", format_ms(v["created_at_ms"].as_u64().unwrap_or(0)));
+    print_scale(&v["scale"]);
     println!("revisions:");
     for r in v["revisions"].as_array().into_iter().flatten() {
         let l = &r["limits"];
@@ -60,4 +61,51 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scaling settings in force and the instances right now.
+pub(crate) fn print_scale(scale: &Value) {
+    let s = &scale["settings"];
+    if s.is_object() {
+        println!(
+            "scale:     min {}, max {}, concurrency {}, keep-alive {} {}, queue {} (timeout {})",
+            s["min_instances"],
+            s["max_instances"],
+            s["concurrency"],
+            s["keep_alive"].as_str().unwrap_or("-"),
+            humantime::format_duration(std::time::Duration::from_millis(s["idle_ms"].as_u64().unwrap_or(0))),
+            s["max_queue"],
+            humantime::format_duration(std::time::Duration::from_millis(
+                s["queue_timeout_ms"].as_u64().unwrap_or(0)
+            )),
+        );
+    }
+    let i = &scale["instances"];
+    if i.is_object() {
+        println!(
+            "instances: {} current, {} ready, {} starting, {} desired; {} in flight, {} queued",
+            i["current"], i["ready"], i["starting"], i["desired"], i["in_flight"], i["queued"]
+        );
+    }
+    let a = &scale["autoscaler"];
+    if a.is_object() {
+        let learned = a["keep_alive_learned"].as_bool() == Some(true);
+        println!(
+            "autoscaler: concurrency {:.2} (stable) {:.2} (panic){}; keep-alive {}{}",
+            a["stable_concurrency"].as_f64().unwrap_or(0.0),
+            a["panic_concurrency"].as_f64().unwrap_or(0.0),
+            if a["panicking"].as_bool() == Some(true) { ", panicking" } else { "" },
+            humantime::format_duration(std::time::Duration::from_millis(
+                a["keep_alive_ms"].as_u64().unwrap_or(0)
+            )),
+            match a["prewarm_after_ms"].as_u64() {
+                Some(p) if p > 0 && learned => format!(
+                    " after a pre-warm at {} (learned)",
+                    humantime::format_duration(std::time::Duration::from_millis(p))
+                ),
+                _ if learned => " (learned)".to_string(),
+                _ => String::new(),
+            }
+        );
+    }
 }

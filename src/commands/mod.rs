@@ -8,4 +8,6 @@ pub mod logs;
 pub mod ls;
 pub mod rm;
 pub mod sandbox;
+pub mod scale;
+pub mod sim;
 pub mod up;

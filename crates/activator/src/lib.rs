@@ -1,23 +1,34 @@
-//! The routing table of live revisions, and bringing a revision into memory when a request
-//! finds it cold, whether it is a wasm component or a process function.
+//! The routing table of live revisions, and the cold path: bringing a revision's instances up
+//! when a request finds none free, whether it is a wasm component or a process function.
 //!
-//! The control plane tells the activator which revision of each function serves; the gateway
-//! asks it, per request, for that revision ready to run. Only the first request after a deploy
-//! or a restart takes the cold path (load precompiled code from disk, or compile it if the
-//! cache misses); the rest is a map lookup. It does not decide routes from URLs (the router
-//! does) and it does not run guests (the runtime does).
+//! The control plane tells the activator which revision of each function serves and how it
+//! scales; the gateway asks it, per request, for that revision ready to run. Each revision has
+//! a pool of instances (crates/pool) whose size a policy sets (the autoscaler and keep-alive,
+//! `scaling.rs`): a request that finds no free instance waits in the pool's bounded queue while
+//! one starts (a wasm revision is loaded from its precompiled code, or compiled if the cache
+//! misses; a process is started in its sandbox). It does not decide routes from URLs (the
+//! router does) and it does not run guests (the runtimes do).
+
+mod scaling;
+mod wasm;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use tokio::sync::OnceCell;
 use yun_runtime_process::{ProcessConfig, ProcessRevision, ProcessRuntime};
-use yun_runtime_wasm::{CompileError, CompileSandbox, LoadedRevision, RevisionConfig, Runtime};
+use yun_runtime_wasm::{CompileError, CompileSandbox, RevisionConfig, Runtime};
 use yun_store::BlobStore;
 use yun_telemetry::{Counters, LogSink};
-use yun_types::{Digest, Revision};
+use yun_types::{Digest, KeepAliveKind, Revision, ScaleSettings, ScaleSpec};
+
+pub use scaling::PolicyView;
+pub use wasm::WasmRevision;
+pub use yun_pool::{Stats, Temperature};
 
 /// Instance policy the platform applies to every wasm revision.
 #[derive(Clone, Debug)]
@@ -34,17 +45,75 @@ impl Default for InstancePolicy {
     }
 }
 
-/// The revision that serves a function, loaded on first use.
+/// The revision that serves a function, and its pool, made on first use.
 pub struct Deployment {
     pub revision: Revision,
     loaded: OnceCell<Loaded>,
+    /// Read by the pool's policy at every tick, so `yun scale` applies without a redeploy.
+    scale: Arc<Mutex<ScaleSettings>>,
+    view: Arc<Mutex<PolicyView>>,
+}
+
+impl Deployment {
+    pub fn scale(&self) -> ScaleSettings {
+        self.scale.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The pool's state, once the revision has been activated.
+    pub fn stats(&self) -> Option<Stats> {
+        self.loaded.get().map(|l| match l {
+            Loaded::Wasm(w) => w.stats(),
+            Loaded::Process(p) => p.stats(),
+        })
+    }
+
+    pub fn policy_view(&self) -> PolicyView {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // Nothing routes here any more and the last request on it has finished.
+        if let Some(Loaded::Wasm(w)) = self.loaded.get() {
+            w.stop();
+        }
+    }
 }
 
 /// A revision ready to serve, by runtime.
 #[derive(Clone)]
 pub enum Loaded {
-    Wasm(Arc<LoadedRevision>),
+    Wasm(Arc<WasmRevision>),
     Process(Arc<ProcessRevision>),
+}
+
+/// Scaling defaults by runtime. A wasm revision's one pool instance is its loaded code, and
+/// `max_instances` caps how many wasm instances run its requests at once; for a process
+/// function an instance is one process.
+pub fn scale_defaults(revision: &Revision) -> ScaleSettings {
+    match &revision.spec.process {
+        Some(p) => ScaleSettings {
+            min_instances: 0,
+            max_instances: 10,
+            concurrency: 1,
+            idle_ms: p.idle_timeout_ms,
+            keep_alive: KeepAliveKind::Fixed,
+            max_queue: 100,
+            queue_timeout_ms: 30_000,
+        },
+        None => ScaleSettings {
+            min_instances: 0,
+            max_instances: 100,
+            concurrency: 1,
+            // Reloading precompiled code takes milliseconds, so unloading pays sooner than
+            // stopping a process does.
+            idle_ms: 10 * 60_000,
+            keep_alive: KeepAliveKind::Fixed,
+            max_queue: 1000,
+            queue_timeout_ms: 30_000,
+        },
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,13 +169,31 @@ impl Activator {
         &self.runtime
     }
 
-    /// Routes the function's traffic to `revision`. Requests already holding the previous
-    /// deployment finish on it.
-    pub fn install(&self, revision: Revision) -> Arc<Deployment> {
-        let deployment = Arc::new(Deployment { revision, loaded: OnceCell::new() });
+    /// Routes the function's traffic to `revision`, scaled as `scale` says. Requests already
+    /// holding the previous deployment finish on it.
+    pub fn install(&self, revision: Revision, scale: &ScaleSpec) -> Arc<Deployment> {
+        let settings = scale.resolve(&scale_defaults(&revision));
+        let deployment = Arc::new(Deployment {
+            revision,
+            loaded: OnceCell::new(),
+            scale: Arc::new(Mutex::new(settings)),
+            view: Arc::default(),
+        });
         let name = deployment.revision.function.to_string();
         self.table.write().unwrap_or_else(|p| p.into_inner()).insert(name, deployment.clone());
         deployment
+    }
+
+    /// New scaling settings for the function's serving revision, applied at once.
+    pub fn set_scale(&self, function: &str, scale: &ScaleSpec) {
+        let Some(deployment) = self.lookup(function) else { return };
+        let settings = scale.resolve(&scale_defaults(&deployment.revision));
+        *deployment.scale.lock().unwrap_or_else(|p| p.into_inner()) = settings.clone();
+        match deployment.loaded.get() {
+            Some(Loaded::Wasm(w)) => w.set_scale(&settings),
+            Some(Loaded::Process(p)) => p.set_scale(&settings),
+            None => {}
+        }
     }
 
     pub fn remove(&self, function: &str) {
@@ -118,9 +205,24 @@ impl Activator {
         self.table.read().unwrap_or_else(|p| p.into_inner()).get(function).cloned()
     }
 
-    /// The deployment's revision ready to run. Concurrent cold requests share one load.
+    /// The deployment's revision ready to take requests: its pool, made on first use, with the
+    /// scaler running. Instances start as requests need them (see `yun_pool::Pool::acquire`).
     pub async fn activate(&self, deployment: &Deployment) -> Result<Loaded, ActivateError> {
-        deployment.loaded.get_or_try_init(|| self.load(&deployment.revision)).await.cloned()
+        deployment.loaded.get_or_try_init(|| self.load(deployment)).await.cloned()
+    }
+
+    /// Like [`Self::activate`], then starts what the function should have before its first
+    /// request: its min instances, and for wasm its code, loaded (a deploy is activity, and the
+    /// load is cheap).
+    pub async fn prewarm(&self, deployment: &Deployment) -> Result<(), ActivateError> {
+        let loaded = self.activate(deployment).await?;
+        let min = deployment.scale().min_instances;
+        match loaded {
+            Loaded::Wasm(w) => w.prewarm().await?,
+            Loaded::Process(p) if min > 0 => p.scale_to(min),
+            Loaded::Process(_) => {}
+        }
+        Ok(())
     }
 
     /// `Err(why)` when this server cannot run process functions.
@@ -131,32 +233,16 @@ impl Activator {
     /// Compiles an upload into the code cache, in the isolated compiler. On success the
     /// precompiled code for `digest` is in place; on failure nothing is.
     pub async fn precompile(&self, wasm: &Path, digest: &Digest) -> Result<(), CompileError> {
-        let dest = self.blobs.compiled_path(self.runtime.fingerprint(), digest);
-        let dir = dest.parent().expect("compiled paths have a parent");
-        std::fs::create_dir_all(dir).map_err(|e| CompileError::Internal(e.to_string()))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
-        let result = self.sandbox.compile(wasm, &tmp).await;
-        if result.is_ok() {
-            Counters::incr(&self.counters.compilations);
-            let persisted = std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, &dest))
-                .and_then(|()| std::fs::File::open(dir)?.sync_all());
-            if let Err(e) = persisted {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(CompileError::Internal(format!("storing compiled code: {e}")));
-            }
-        } else {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        wasm::precompile(&self.runtime, &self.blobs, &self.sandbox, &self.counters, wasm, digest).await
     }
 
-    async fn load(&self, revision: &Revision) -> Result<Loaded, ActivateError> {
+    async fn load(&self, deployment: &Deployment) -> Result<Loaded, ActivateError> {
+        let revision = &deployment.revision;
         let digest = &revision.spec.artifact;
+        let policy = || scaling::ScalePolicy::new(deployment.scale.clone(), deployment.view.clone());
+        let settings = deployment.scale();
         if let Some(process) = &revision.spec.process {
-            // Nothing to load: the code is unpacked on disk and the first request starts a
-            // process (or, in stdio mode, every request does).
+            // Nothing to load: the code is unpacked on disk; instances start as requests come.
             let code_dir = self.blobs.code_dir(digest);
             if !code_dir.is_dir() {
                 return Err(ActivateError::MissingCode(digest.clone()));
@@ -173,26 +259,21 @@ impl Activator {
                 outbound: !spec.allow_outbound.is_empty(),
             };
             let runtime = self.process.clone().map_err(ActivateError::ProcessesDisabled)?;
-            return Ok(Loaded::Process(Arc::new(ProcessRevision::new(runtime, config))));
+            let process = Arc::new(ProcessRevision::new(runtime, config, &settings));
+            process.spawn_scaler(policy(), scaling::TICK);
+            return Ok(Loaded::Process(process));
         }
-        let cwasm = self.blobs.compiled_path(self.runtime.fingerprint(), digest);
-        let mut compiled_now = false;
-        if !cwasm.exists() {
-            let wasm = self.blobs.artifact_path(digest);
-            if !wasm.exists() {
-                return Err(ActivateError::MissingArtifact(digest.clone()));
-            }
-            tracing::info!(function = %revision.function, revision = revision.number, "no precompiled code for this engine; compiling");
-            self.precompile(&wasm, digest).await?;
-            compiled_now = true;
-        }
-        let loaded = LoadedRevision::load(&self.runtime, &cwasm, self.config(revision))
-            .map_err(|e| ActivateError::Load(e.to_string()))?;
-        if !compiled_now {
-            Counters::incr(&self.counters.compiled_cache_hits);
-        }
-        tracing::debug!(function = %revision.function, revision = revision.number, "revision loaded");
-        Ok(Loaded::Wasm(Arc::new(loaded)))
+        let loader = wasm::Loader {
+            runtime: self.runtime.clone(),
+            blobs: self.blobs.clone(),
+            sandbox: self.sandbox.clone(),
+            counters: self.counters.clone(),
+            revision: revision.clone(),
+            config: Arc::new(self.config(revision)),
+        };
+        let wasm = Arc::new(WasmRevision::new(loader, &settings));
+        wasm.spawn_scaler(policy(), scaling::TICK);
+        Ok(Loaded::Wasm(wasm))
     }
 
     fn config(&self, revision: &Revision) -> RevisionConfig {

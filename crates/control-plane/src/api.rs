@@ -14,6 +14,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/functions/{name}/revisions"),
     ("POST", "/v1/functions/{name}/revisions"),
     ("GET", "/v1/functions/{name}/logs"),
+    ("PATCH", "/v1/functions/{name}/scale"),
 ];
 
 /// What a management request asks for, parsed once at the boundary.
@@ -27,6 +28,8 @@ pub enum Command {
     ListRevisions(FunctionName),
     CreateRevision(FunctionName),
     Logs(FunctionName, LogQuery),
+    /// Changes how the function scales (the fields given; the rest stay as they are).
+    SetScale(FunctionName),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,6 +89,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             ("GET", "/v1/functions/{name}/revisions") => Command::ListRevisions(need()),
             ("POST", "/v1/functions/{name}/revisions") => Command::CreateRevision(need()),
             ("GET", "/v1/functions/{name}/logs") => Command::Logs(need(), parse_log_query(query)?),
+            ("PATCH", "/v1/functions/{name}/scale") => Command::SetScale(need()),
             _ => unreachable!("every route in ROUTES has a command"),
         });
     }

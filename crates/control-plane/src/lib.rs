@@ -24,7 +24,7 @@ use yun_activator::Activator;
 use yun_runtime_wasm::CompileError;
 use yun_store::{BlobStore, MetadataStore, StoreError};
 use yun_telemetry::{Counters, LogStore};
-use yun_types::{Digest, ErrorCode, Function, FunctionName, Revision, RevisionSpec, now_ms};
+use yun_types::{Digest, ErrorCode, Function, FunctionName, Revision, RevisionSpec, ScaleSpec, now_ms};
 
 pub use api::{ApiError, Command, ROUTES};
 pub use auth::Auth;
@@ -107,13 +107,27 @@ impl ControlPlane {
         &self.logs
     }
 
+    /// Where yun's own lines about invocations go (the function's logs).
+    pub fn log_sink(&self) -> Arc<dyn yun_telemetry::LogSink> {
+        self.logs.clone()
+    }
+
     /// Puts every function's serving revision back into the routing table after a restart,
     /// and removes artifacts nothing refers to (uploads whose deploy never finished).
     pub fn restore(&self) -> Result<usize, StoreError> {
         let functions = self.store.functions()?;
         for function in &functions {
             if let Some(revision) = self.store.revision(&function.name, function.active_revision)? {
-                self.activator.install(revision);
+                let deployment = self.activator.install(revision, &function.scale);
+                // Provisioned instances come back with the server; the rest wait for requests.
+                if deployment.scale().min_instances > 0 {
+                    let activator = self.activator.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = activator.prewarm(&deployment).await {
+                            tracing::warn!(function = %deployment.revision.function, "min instances did not start: {e}");
+                        }
+                    });
+                }
             }
         }
         let referenced = self.store.referenced_artifacts()?;
@@ -154,6 +168,7 @@ impl ControlPlane {
             Command::ListRevisions(name) => self.revisions(&name).await,
             Command::CreateRevision(name) => self.create_revision(&name, req.into_body()).await,
             Command::Logs(name, query) => self.logs(&name, query).await,
+            Command::SetScale(name) => self.set_scale(&name, req.into_body()).await,
         };
         result.unwrap_or_else(|e| body::error(e.code, e.message))
     }
@@ -313,9 +328,10 @@ impl ControlPlane {
             tokio::task::spawn_blocking(move || store.create_revision(&n, spec, now_ms()))
                 .await
                 .map_err(internal)??;
-        let deployment = self.activator.install(revision.clone());
-        // Load now so the first request is warm; a failure here is reported by that request.
-        if let Err(e) = self.activator.activate(&deployment).await {
+        let deployment = self.activator.install(revision.clone(), &function.scale);
+        // Load now (and start min instances) so the first request is warm; a failure here is
+        // reported by that request.
+        if let Err(e) = self.activator.prewarm(&deployment).await {
             tracing::warn!(function = %name, "revision {} did not load: {e}", revision.number);
         }
         Ok(body::json(201, &self.revision_view(&function, &revision)))
@@ -376,9 +392,77 @@ impl ControlPlane {
                 "latest_revision": function.latest_revision,
                 "created_at_ms": function.created_at_ms,
                 "updated_at_ms": function.updated_at_ms,
+                "scale": self.scale_view(&function),
                 "revisions": revisions,
             }),
         ))
+    }
+
+    /// The function's scaling settings (what was set and what applies) and its instances now.
+    fn scale_view(&self, function: &Function) -> serde_json::Value {
+        let Some(deployment) = self.activator.lookup(function.name.as_str()) else {
+            return json!({ "set": function.scale });
+        };
+        let wasm = deployment.revision.spec.process.is_none();
+        let stats = deployment.stats();
+        let view = deployment.policy_view();
+        // A wasm revision's pool holds its loaded code; its requests in flight are the wasm
+        // instances running.
+        let (current, ready, starting, desired) = match (&stats, wasm) {
+            (None, _) => (0, 0, 0, 0),
+            (Some(s), true) => (s.in_flight, s.in_flight, 0, s.in_flight),
+            (Some(s), false) => (s.ready + s.starting, s.ready, s.starting, s.desired),
+        };
+        json!({
+            "set": function.scale,
+            "settings": deployment.scale(),
+            "instances": {
+                "current": current,
+                "ready": ready,
+                "starting": starting,
+                "desired": desired,
+                "in_flight": stats.as_ref().map_or(0, |s| s.in_flight),
+                "queued": stats.as_ref().map_or(0, |s| s.waiting),
+            },
+            "loaded": stats.as_ref().is_some_and(|s| s.ready > 0),
+            "autoscaler": view,
+        })
+    }
+
+    async fn set_scale(&self, name: &FunctionName, incoming: Incoming) -> ApiResult {
+        let bytes = read_json_body(incoming, self.limits.max_json_bytes).await?;
+        let patch: ScaleSpec = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid scale settings: {e}")))?;
+        let function = self.require(name)?;
+        let revision = self.store.revision(name, function.active_revision)?.ok_or_else(|| {
+            ApiError::new(ErrorCode::Internal, format!("function {name} has no active revision"))
+        })?;
+        if revision.spec.process.is_none() && patch.concurrency.is_some_and(|c| c != 1) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "a wasm instance serves one request at a time: cap concurrent instances with max instead \
+                 of concurrency",
+            ));
+        }
+        let mut scale = function.scale.clone();
+        scale.merge(&patch);
+        scale
+            .validate(&yun_activator::scale_defaults(&revision))
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+        let store = self.store.clone();
+        let (n, s) = (name.clone(), scale.clone());
+        let updated = tokio::task::spawn_blocking(move || store.set_scale(&n, s, now_ms()))
+            .await
+            .map_err(internal)??
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))?;
+        self.activator.set_scale(name.as_str(), &scale);
+        if let Some(deployment) = self.activator.lookup(name.as_str())
+            && deployment.scale().min_instances > 0
+            && let Err(e) = self.activator.prewarm(&deployment).await
+        {
+            tracing::warn!(function = %name, "min instances did not start: {e}");
+        }
+        Ok(body::json(200, &json!({ "name": name, "scale": self.scale_view(&updated) })))
     }
 
     async fn revisions(&self, name: &FunctionName) -> ApiResult {

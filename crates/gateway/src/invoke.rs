@@ -41,10 +41,33 @@ impl Gateway {
         path: &str,
         peer: Option<IpAddr>,
     ) -> Response<Body> {
+        let arrived = std::time::Instant::now();
         let invocation_id = new_invocation_id();
         let Some(deployment) = self.activator.lookup(name) else {
             return fail(&invocation_id, None, ErrorCode::NotFound, format!("no function named {name}"));
         };
+        let report = crate::report::Report {
+            sink: self.control.log_sink(),
+            function: name.to_string(),
+            revision: deployment.revision.number,
+            invocation_id: invocation_id.clone(),
+            arrived,
+            temperature: None,
+            status: 0,
+        };
+        let response = self.invoke_deployment(req, &deployment, name, path, peer, invocation_id).await;
+        crate::report::attach(response, report)
+    }
+
+    async fn invoke_deployment(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        deployment: &yun_activator::Deployment,
+        name: &str,
+        path: &str,
+        peer: Option<IpAddr>,
+        invocation_id: String,
+    ) -> Response<Body> {
         let revision = deployment.revision.number;
         let spec = &deployment.revision.spec;
         if spec.private && !self.control.auth().check(req.headers()) {
@@ -71,7 +94,7 @@ impl Gateway {
         }
         Counters::incr(&self.counters.invocations);
         let _slot = self.inflight.acquire().await.expect("the semaphore is never closed");
-        let loaded = match self.activator.activate(&deployment).await {
+        let loaded = match self.activator.activate(deployment).await {
             Ok(Loaded::Wasm(l)) => l,
             Ok(Loaded::Process(p)) => {
                 let call = ProcessCall { name, path, peer, revision, invocation_id, declared, max_body };
@@ -237,6 +260,8 @@ pub(crate) fn wasm_error_code(kind: InvokeErrorKind) -> ErrorCode {
         InvokeErrorKind::MemoryLimitExceeded => ErrorCode::MemoryLimitExceeded,
         InvokeErrorKind::Timeout => ErrorCode::Timeout,
         InvokeErrorKind::Unavailable => ErrorCode::Unavailable,
+        InvokeErrorKind::Overloaded => ErrorCode::TooManyRequests,
+        InvokeErrorKind::Internal => ErrorCode::Internal,
     }
 }
 
@@ -306,7 +331,7 @@ fn fail(invocation_id: &str, revision: Option<u64>, code: ErrorCode, message: St
     if let Some(r) = revision {
         headers.insert(REVISION, HeaderValue::from(r));
     }
-    if code == ErrorCode::Unavailable {
+    if matches!(code, ErrorCode::Unavailable | ErrorCode::TooManyRequests) {
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response

@@ -8,6 +8,7 @@
 
 mod invoke;
 mod lambda_api;
+mod report;
 mod shutdown;
 
 pub use shutdown::{Shutdown, ShutdownTrigger};

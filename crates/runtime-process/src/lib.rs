@@ -21,7 +21,9 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use yun_sandbox::{InstanceSpec, Network, Sandbox};
 use yun_telemetry::LogSink;
-use yun_types::{ErrorCode, ProcessMode, ProcessSpec};
+use yun_types::{ErrorCode, ProcessMode, ProcessSpec, ScaleSettings};
+
+pub use yun_pool::{Policy, Stats, Temperature};
 
 pub use cgi::{CgiError, parse_output as parse_cgi_output};
 pub use yun_lambda::runtime_api::Invocation as LambdaOutcome;
@@ -115,7 +117,7 @@ pub struct Invocation {
     pub remote_addr: Option<IpAddr>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct InvokeError {
     pub code: ErrorCode,
@@ -128,21 +130,72 @@ impl InvokeError {
     }
 }
 
-/// A process revision ready to serve.
+/// A process revision ready to serve: its configuration and the pool of its instances.
 pub struct ProcessRevision {
     runtime: Arc<ProcessRuntime>,
     config: Arc<ProcessConfig>,
-    resident: resident::Slot,
+    pool: Pools,
+}
+
+enum Pools {
+    /// `http` and `lambda`: each instance is a resident process.
+    Resident(resident::ResidentPool),
+    /// `stdio`: one instance stands for the right to run processes, as many at once as the
+    /// function's maximum; each request still gets a process of its own.
+    RunOnce(yun_pool::Pool<stdio::RunOnceFactory>),
 }
 
 impl ProcessRevision {
-    pub fn new(runtime: Arc<ProcessRuntime>, config: ProcessConfig) -> Self {
+    pub fn new(runtime: Arc<ProcessRuntime>, config: ProcessConfig, scale: &ScaleSettings) -> Self {
         let config = Arc::new(config);
-        Self { resident: resident::Slot::default(), runtime, config }
+        let pool = match config.spec.mode {
+            ProcessMode::Stdio => Pools::RunOnce(yun_pool::Pool::new(
+                stdio::RunOnceFactory,
+                pool_config(config.spec.mode, scale),
+            )),
+            ProcessMode::Http | ProcessMode::Lambda => Pools::Resident(yun_pool::Pool::new(
+                resident::ResidentFactory { runtime: runtime.clone(), config: config.clone() },
+                pool_config(config.spec.mode, scale),
+            )),
+        };
+        Self { runtime, config, pool }
     }
 
     pub fn config(&self) -> &ProcessConfig {
         &self.config
+    }
+
+    /// New scaling settings, from the next request and the next scaler tick on.
+    pub fn set_scale(&self, scale: &ScaleSettings) {
+        let config = pool_config(self.config.spec.mode, scale);
+        match &self.pool {
+            Pools::Resident(p) => p.set_config(config),
+            Pools::RunOnce(p) => p.set_config(config),
+        }
+    }
+
+    /// Instances, requests in flight and waiting. For `stdio`, `in_flight` is the processes
+    /// running and instances are not meaningful.
+    pub fn stats(&self) -> yun_pool::Stats {
+        match &self.pool {
+            Pools::Resident(p) => p.stats(),
+            Pools::RunOnce(p) => p.stats(),
+        }
+    }
+
+    /// Starts or stops resident instances until there are `n` (within min and max).
+    pub fn scale_to(&self, n: u32) {
+        if let Pools::Resident(p) = &self.pool {
+            p.scale_to(n);
+        }
+    }
+
+    /// Lets `policy` decide the number of resident instances, every `tick`, for as long as the
+    /// revision serves. Run-once revisions keep their one slot and need no policy.
+    pub fn spawn_scaler<P: yun_pool::Policy>(&self, policy: P, tick: Duration) {
+        if let Pools::Resident(p) = &self.pool {
+            p.spawn_scaler(policy, tick);
+        }
     }
 
     pub async fn invoke(
@@ -150,32 +203,83 @@ impl ProcessRevision {
         request: http::Request<Body>,
         inv: Invocation,
     ) -> Result<http::Response<Body>, InvokeError> {
-        match self.config.spec.mode {
-            ProcessMode::Stdio => stdio::invoke(&self.runtime, &self.config, request, &inv).await,
-            ProcessMode::Http | ProcessMode::Lambda => {
-                resident::invoke(&self.resident, &self.runtime, &self.config, request, &inv).await
+        match &self.pool {
+            Pools::RunOnce(pool) => {
+                let asked = Instant::now();
+                let _lease = pool.acquire(&inv.id).await.map_err(acquire_error)?;
+                let mut inv = inv;
+                inv.deadline += asked.elapsed();
+                stdio::invoke(&self.runtime, &self.config, request, &inv).await
             }
+            Pools::Resident(pool) => resident::invoke(pool, &self.config, request, &inv).await,
         }
     }
 
     /// `lambda` mode, for the Invoke API: `event` goes to the function as it is and its result
     /// (or the error it reported) comes back as it is.
     pub async fn invoke_event(&self, event: Bytes, inv: Invocation) -> Result<LambdaOutcome, InvokeError> {
-        if self.config.spec.mode != ProcessMode::Lambda {
-            return Err(InvokeError::new(ErrorCode::Internal, "only lambda-mode functions take raw events"));
+        match (&self.pool, self.config.spec.mode) {
+            (Pools::Resident(pool), ProcessMode::Lambda) => {
+                resident::invoke_event(pool, &self.config, event, &inv).await
+            }
+            _ => Err(InvokeError::new(ErrorCode::Internal, "only lambda-mode functions take raw events")),
         }
-        resident::invoke_event(&self.resident, &self.runtime, &self.config, event, &inv).await
     }
 
-    /// Stops the resident instance, if any (the revision stopped serving).
+    /// Stops every instance (the revision stopped serving); requests still waiting are refused.
     pub fn stop(&self) {
-        self.resident.stop();
+        match &self.pool {
+            Pools::Resident(p) => p.stop(),
+            Pools::RunOnce(p) => p.stop(),
+        }
     }
 }
 
 impl Drop for ProcessRevision {
     fn drop(&mut self) {
-        self.resident.stop();
+        self.stop();
+    }
+}
+
+fn pool_config(mode: ProcessMode, s: &ScaleSettings) -> yun_pool::PoolConfig {
+    let queue_timeout = Duration::from_millis(s.queue_timeout_ms);
+    let max_queue = s.max_queue as usize;
+    match mode {
+        ProcessMode::Stdio => yun_pool::PoolConfig {
+            concurrency: s.max_instances,
+            min_instances: 0,
+            max_instances: 1,
+            max_queue,
+            queue_timeout,
+        },
+        // A Lambda runtime client takes one invocation at a time, whatever the setting says.
+        ProcessMode::Lambda | ProcessMode::Http => yun_pool::PoolConfig {
+            concurrency: if mode == ProcessMode::Lambda { 1 } else { s.concurrency },
+            min_instances: s.min_instances,
+            max_instances: s.max_instances,
+            max_queue,
+            queue_timeout,
+        },
+    }
+}
+
+/// What a caller is told when no instance took its request.
+pub(crate) fn acquire_error(e: yun_pool::AcquireError<InvokeError>) -> InvokeError {
+    use yun_pool::AcquireError;
+    match e {
+        AcquireError::Overloaded { waiting } => InvokeError::new(
+            ErrorCode::TooManyRequests,
+            format!(
+                "every instance of the function is busy at its maximum and {waiting} requests are \
+                 already waiting: retry later"
+            ),
+        ),
+        AcquireError::QueueTimeout(waited) => InvokeError::new(
+            ErrorCode::Unavailable,
+            format!("no instance of the function became free within {waited:?}: retry later"),
+        ),
+        AcquireError::Start(e) => e,
+        AcquireError::Stopped => InvokeError::new(ErrorCode::Unavailable, "this revision no longer serves"),
     }
 }
 

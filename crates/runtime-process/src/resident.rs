@@ -1,9 +1,9 @@
-//! Resident instances (`http` and `lambda` modes): one process per revision, started by the
-//! first request (concurrent cold requests share the start), serving many requests, stopped
-//! after its idle timeout, replaced by the next request once it has exited.
+//! Resident instances (`http` and `lambda` modes): processes that serve many requests each,
+//! started by the revision's pool when a request finds none free (concurrent cold requests
+//! share a start up to the instance's concurrency) and stopped when the pool scales in.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -27,71 +27,41 @@ const ISOLATED_PORT: u16 = 8080;
 /// Where an isolated Lambda runtime client finds the Runtime API (AWS uses 127.0.0.1:9001).
 const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
 
-/// The resident instance of one revision, if any.
-#[derive(Default)]
-pub(crate) struct Slot {
-    current: Arc<tokio::sync::Mutex<Option<Arc<Resident>>>>,
-    stopped: Arc<AtomicBool>,
+/// Starts a revision's resident instances for its pool.
+pub(crate) struct ResidentFactory {
+    pub runtime: Arc<ProcessRuntime>,
+    pub config: Arc<ProcessConfig>,
 }
 
-impl Slot {
-    /// The revision stopped serving: its instance goes now, or, if a request is starting one
-    /// this very moment, as soon as that start finishes.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
-        match self.current.clone().try_lock_owned() {
-            Ok(mut cur) => {
-                if let Some(r) = cur.take() {
-                    r.kill();
-                }
-            }
-            Err(_) => {
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    let current = self.current.clone();
-                    handle.spawn(async move {
-                        if let Some(r) = current.lock().await.take() {
-                            r.kill();
-                        }
-                    });
-                }
-            }
-        }
-    }
+impl yun_pool::Factory for ResidentFactory {
+    type Instance = Resident;
+    type Error = InvokeError;
 
-    /// The live instance, started if there is none.
-    async fn get(
-        &self,
-        runtime: &ProcessRuntime,
-        config: &ProcessConfig,
-        inv: &Invocation,
-    ) -> Result<Arc<Resident>, InvokeError> {
-        let mut cur = self.current.lock().await;
-        if self.stopped.load(Ordering::Relaxed) {
-            if let Some(r) = cur.take() {
-                r.kill();
-            }
-            return Err(InvokeError::new(ErrorCode::Unavailable, "this revision no longer serves"));
-        }
-        if let Some(r) = cur.as_ref()
-            && r.alive()
-        {
-            return Ok(r.clone());
-        }
-        let started = Resident::start(runtime, config, inv).await?;
-        *cur = Some(started.clone());
-        Ok(started)
+    async fn start(&self, why: yun_pool::Start) -> Result<Resident, InvokeError> {
+        let invocation_id = match why {
+            yun_pool::Start::Request { invocation_id } => invocation_id,
+            yun_pool::Start::Scale => String::new(),
+        };
+        Resident::start(&self.runtime, &self.config, &invocation_id).await
     }
 }
+
+impl yun_pool::Instance for Resident {
+    fn alive(&self) -> bool {
+        Resident::alive(self)
+    }
+
+    fn stop(&self) {
+        self.to.note("stopped: scaled in (idle past its keep-alive, or more instances than the load needs)");
+        self.kill();
+    }
+}
+
+pub(crate) type ResidentPool = yun_pool::Pool<ResidentFactory>;
 
 enum Op {
     Connect(oneshot::Sender<std::io::Result<TcpStream>>),
     Kill,
-}
-
-/// Requests in flight and when the instance last served one, for the idle timeout.
-struct Activity {
-    in_flight: AtomicUsize,
-    last_used: Mutex<Instant>,
 }
 
 pub(crate) struct Resident {
@@ -104,7 +74,6 @@ pub(crate) struct Resident {
     /// `Some(why)` once the process has ended.
     exited: watch::Receiver<Option<String>>,
     memory_exceeded: Arc<AtomicBool>,
-    activity: Arc<Activity>,
     to: Arc<Attribution>,
     client: Client<Connector, Body>,
 }
@@ -139,8 +108,8 @@ impl tower_service::Service<http::Uri> for Connector {
     }
 }
 
-/// One request on an instance, from its start until it ends or its caller gives up: the idle
-/// timer and log attribution must see both, including a client that went away mid-request.
+/// One request on an instance, from its start until it ends or its caller gives up: log
+/// attribution must see both, including a client that went away mid-request.
 struct Serving<'a> {
     resident: &'a Resident,
     id: &'a str,
@@ -148,16 +117,12 @@ struct Serving<'a> {
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        let r = self.resident;
-        r.to.end(self.id);
-        *r.activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        r.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.resident.to.end(self.id);
     }
 }
 
 impl Resident {
     fn serving<'a>(&'a self, id: &'a str) -> Serving<'a> {
-        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
         self.to.begin(id);
         Serving { resident: self, id }
     }
@@ -172,11 +137,13 @@ impl Resident {
         let _ = self.ops.send(Op::Kill);
     }
 
+    /// `invocation_id`: the request whose arrival started it (empty for a scale-up), which
+    /// the startup output belongs to.
     async fn start(
         runtime: &ProcessRuntime,
         config: &ProcessConfig,
-        inv: &Invocation,
-    ) -> Result<Arc<Self>, InvokeError> {
+        invocation_id: &str,
+    ) -> Result<Self, InvokeError> {
         let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
         let isolated = runtime.sandbox.isolates() && !config.outbound;
         let port = if isolated {
@@ -224,7 +191,7 @@ impl Resident {
             .map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
         let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
         // Startup output belongs to the request that caused the start.
-        to.begin(&inv.id);
+        to.begin(invocation_id);
         if let Some(out) = instance.stdout.take() {
             tokio::spawn(pump(out, LogStream::Stdout, to.clone()));
         }
@@ -248,39 +215,29 @@ impl Resident {
 
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let memory_exceeded = Arc::new(AtomicBool::new(false));
-        let activity =
-            Arc::new(Activity { in_flight: AtomicUsize::new(0), last_used: Mutex::new(Instant::now()) });
-        let idle = Duration::from_millis(config.spec.idle_timeout_ms);
         tokio::spawn(supervise(
             instance,
             port,
             ops_rx,
             exited_tx,
-            Watch {
-                memory_exceeded: memory_exceeded.clone(),
-                activity: activity.clone(),
-                idle,
-                to: to.clone(),
-                lambda: lambda.clone(),
-            },
+            Watch { memory_exceeded: memory_exceeded.clone(), to: to.clone(), lambda: lambda.clone() },
         ));
 
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(Connector { ops: ops.clone() });
-        let resident = Arc::new(Self {
+        let resident = Self {
             lambda,
             turn: tokio::sync::Mutex::new(()),
             killed: AtomicBool::new(false),
             ops,
             exited,
             memory_exceeded,
-            activity,
             to: to.clone(),
             client,
-        });
+        };
         let ready = resident.wait_ready(config, port).await;
-        to.end(&inv.id);
+        to.end(invocation_id);
         if let Err(e) = ready {
             resident.kill();
             return Err(e);
@@ -383,8 +340,6 @@ impl Resident {
 /// What the supervisor of an instance keeps up to date or acts on.
 struct Watch {
     memory_exceeded: Arc<AtomicBool>,
-    activity: Arc<Activity>,
-    idle: Duration,
     to: Arc<Attribution>,
     lambda: Option<Arc<RuntimeApi>>,
 }
@@ -396,28 +351,13 @@ async fn supervise(
     exited: watch::Sender<Option<String>>,
     watch: Watch,
 ) {
-    let Watch { memory_exceeded, activity, idle, to, lambda } = watch;
+    let Watch { memory_exceeded, to, lambda } = watch;
     let mut killed_for = None;
+    // Idle instances are stopped by the revision's pool, as its keep-alive policy says.
     let exit = loop {
-        let idle_at = match killed_for {
-            // Stopping: only the exit is awaited now.
-            Some(_) => Instant::now() + Duration::from_secs(3600),
-            None => *activity.last_used.lock().unwrap_or_else(|p| p.into_inner()) + idle,
-        };
         let op = tokio::select! {
             exit = instance.wait() => break exit,
             op = ops.recv() => op,
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(idle_at)) => {
-                let mut last = activity.last_used.lock().unwrap_or_else(|p| p.into_inner());
-                if activity.in_flight.load(Ordering::Relaxed) > 0 {
-                    // A long request is activity too: count the idle period from now.
-                    *last = Instant::now();
-                } else if last.elapsed() >= idle {
-                    killed_for = Some(format!("stopped after {idle:?} without requests"));
-                    instance.kill();
-                }
-                continue;
-            }
         };
         match op {
             Some(Op::Connect(reply)) => {
@@ -448,20 +388,18 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The live instance, and the invocation with its deadline moved by the time a cold start took:
-/// as in Lambda, starting the process has its own limit (the startup timeout) and does not eat
-/// into the function's timeout.
+/// An instance for the request, and the invocation with its deadline moved by the time it
+/// waited: as in Lambda, starting a process has its own limit (the startup timeout) and neither
+/// that nor waiting in the queue eats into the function's timeout.
 async fn ready_instance(
-    slot: &Slot,
-    runtime: &ProcessRuntime,
-    config: &ProcessConfig,
+    pool: &ResidentPool,
     inv: &Invocation,
-) -> Result<(Arc<Resident>, Invocation), InvokeError> {
+) -> Result<(yun_pool::Lease<ResidentFactory>, Invocation), InvokeError> {
     let asked = Instant::now();
-    let resident = slot.get(runtime, config, inv).await?;
+    let lease = pool.acquire(&inv.id).await.map_err(crate::acquire_error)?;
     let mut inv = inv.clone();
     inv.deadline += asked.elapsed();
-    Ok((resident, inv))
+    Ok((lease, inv))
 }
 
 /// Headers that describe one connection, not the request (RFC 9110 7.6.1).
@@ -469,19 +407,21 @@ const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
 pub(crate) async fn invoke(
-    slot: &Slot,
-    runtime: &ProcessRuntime,
+    pool: &ResidentPool,
     config: &ProcessConfig,
     request: http::Request<Body>,
     inv: &Invocation,
 ) -> Result<http::Response<Body>, InvokeError> {
-    let (resident, inv) = ready_instance(slot, runtime, config, inv).await?;
+    let (lease, inv) = ready_instance(pool, inv).await?;
     let inv = &inv;
+    let resident: &Resident = lease.instance();
     let _serving = resident.serving(&inv.id);
-    match &resident.lambda {
-        Some(api) => lambda_http(&resident, api, config, request, inv).await,
-        None => proxy(&resident, config, request, inv).await,
-    }
+    let mut response = match &resident.lambda {
+        Some(api) => lambda_http(resident, api, config, request, inv).await,
+        None => proxy(resident, config, request, inv).await,
+    }?;
+    response.extensions_mut().insert(lease.temperature());
+    Ok(response)
 }
 
 async fn proxy(
@@ -620,17 +560,17 @@ pub(crate) async fn run_event(
 
 /// `lambda` mode through the Invoke API: the payload is the event, the result is returned as is.
 pub(crate) async fn invoke_event(
-    slot: &Slot,
-    runtime: &ProcessRuntime,
+    pool: &ResidentPool,
     config: &ProcessConfig,
     event: bytes::Bytes,
     inv: &Invocation,
 ) -> Result<LambdaOutcome, InvokeError> {
-    let (resident, inv) = ready_instance(slot, runtime, config, inv).await?;
+    let (lease, inv) = ready_instance(pool, inv).await?;
     let inv = &inv;
+    let resident: &Resident = lease.instance();
     let Some(api) = resident.lambda.clone() else {
         return Err(InvokeError::new(ErrorCode::Internal, "not a lambda-mode function"));
     };
     let _serving = resident.serving(&inv.id);
-    run_event(&resident, &api, config, event, inv).await
+    run_event(resident, &api, config, event, inv).await
 }

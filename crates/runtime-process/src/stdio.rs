@@ -10,6 +10,30 @@ use yun_types::ErrorCode;
 use crate::output::{Attribution, pump};
 use crate::{Body, Invocation, InvokeError, ProcessConfig, ProcessRuntime, base_env, boxed, cgi, read_body};
 
+/// The run-once model's pool holds one of these: it only bounds how many processes run at once.
+pub(crate) struct RunOnceFactory;
+
+pub(crate) struct RunOnce {
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl yun_pool::Factory for RunOnceFactory {
+    type Instance = RunOnce;
+    type Error = InvokeError;
+    async fn start(&self, _why: yun_pool::Start) -> Result<RunOnce, InvokeError> {
+        Ok(RunOnce { stopped: std::sync::atomic::AtomicBool::new(false) })
+    }
+}
+
+impl yun_pool::Instance for RunOnce {
+    fn alive(&self) -> bool {
+        !self.stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn stop(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) async fn invoke(
     runtime: &ProcessRuntime,
     config: &ProcessConfig,
@@ -32,6 +56,7 @@ pub(crate) async fn invoke(
     let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
     to.begin(&inv.id);
     let spec = runtime.instance_spec(config, env, true);
+    let spawning = std::time::Instant::now();
     let mut instance = runtime.sandbox.spawn(spec).await.map_err(|e| {
         InvokeError::new(ErrorCode::Unavailable, format!("the process could not be started: {e}"))
     })?;
@@ -41,6 +66,8 @@ pub(crate) async fn invoke(
     instance.start().map_err(|e| {
         InvokeError::new(ErrorCode::Unavailable, format!("the process could not be started: {e}"))
     })?;
+    // Every run-once request is a cold start: its process is new.
+    let init = spawning.elapsed();
 
     let feed = async move {
         if let Some(mut stdin) = stdin {
@@ -115,5 +142,7 @@ pub(crate) async fn invoke(
         to.note(&e.to_string());
         InvokeError::new(ErrorCode::BadGateway, e.to_string())
     })?;
-    Ok(response.map(boxed))
+    let mut response = response.map(boxed);
+    response.extensions_mut().insert(yun_pool::Temperature::Cold { init, waited: std::time::Duration::ZERO });
+    Ok(response)
 }

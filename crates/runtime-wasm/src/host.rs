@@ -234,7 +234,7 @@ impl InstanceShared {
         for stream in [LogStream::Stdout, LogStream::Stderr] {
             let buf = std::mem::take(match stream {
                 LogStream::Stdout => &mut cur.stdout,
-                LogStream::Stderr => &mut cur.stderr,
+                LogStream::Stderr | LogStream::Platform => &mut cur.stderr,
             });
             if !buf.is_empty() {
                 self.emit(cur, stream, &buf);
@@ -246,7 +246,7 @@ impl InstanceShared {
         let mut cur = self.lock();
         let mut buf = std::mem::take(match stream {
             LogStream::Stdout => &mut cur.stdout,
-            LogStream::Stderr => &mut cur.stderr,
+            LogStream::Stderr | LogStream::Platform => &mut cur.stderr,
         });
         buf.extend_from_slice(bytes);
         let mut start = 0;
@@ -263,7 +263,7 @@ impl InstanceShared {
         }
         *match stream {
             LogStream::Stdout => &mut cur.stdout,
-            LogStream::Stderr => &mut cur.stderr,
+            LogStream::Stderr | LogStream::Platform => &mut cur.stderr,
         } = rest;
     }
 

@@ -78,6 +78,10 @@ pub enum InvokeErrorKind {
     Timeout,
     /// No instance could be created right now (the pool is exhausted).
     Unavailable,
+    /// The function is at its maximum of instances and its queue is full.
+    Overloaded,
+    /// The platform failed the request (its code could not be loaded).
+    Internal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +107,11 @@ pub struct LoadedRevision {
 
 impl LoadedRevision {
     /// Loads precompiled code written by [`crate::compile_component`] for this runtime's engine.
-    pub fn load(runtime: &Runtime, cwasm: &Path, config: RevisionConfig) -> Result<Self, LoadError> {
+    pub fn load(
+        runtime: &Runtime,
+        cwasm: &Path,
+        config: impl Into<Arc<RevisionConfig>>,
+    ) -> Result<Self, LoadError> {
         // SAFETY: yun wrote this file itself, from a validated upload, with an engine of the same
         // fingerprint (it is stored under it); nothing else writes into the compiled cache.
         let component = unsafe { Component::deserialize_file(runtime.engine(), cwasm) }.map_err(|e| {
@@ -115,12 +123,12 @@ impl LoadedRevision {
     pub fn from_component(
         runtime: &Runtime,
         component: &Component,
-        config: RevisionConfig,
+        config: impl Into<Arc<RevisionConfig>>,
     ) -> Result<Self, LoadError> {
         let pre = runtime.linker.instantiate_pre(component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let config = Arc::new(config);
+        let config = config.into();
         let handler = ProxyHandler::new(RevisionHandler {
             pre: ProxyPre::P2(pre),
             engine: runtime.engine().clone(),

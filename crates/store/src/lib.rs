@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use yun_types::{Digest, Function, FunctionName, Revision, RevisionSpec};
+use yun_types::{Digest, Function, FunctionName, Revision, RevisionSpec, ScaleSpec};
 
 pub use blobs::{BlobStore, write_atomic};
 
@@ -55,6 +55,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn delete_function(&self, name: &FunctionName) -> Result<bool, StoreError>;
     /// Every artifact some revision still points at, for garbage collection.
     fn referenced_artifacts(&self) -> Result<BTreeSet<Digest>, StoreError>;
+    /// Replaces the function's scaling settings; `None` if there is no such function.
+    fn set_scale(
+        &self,
+        name: &FunctionName,
+        scale: ScaleSpec,
+        now_ms: u64,
+    ) -> Result<Option<Function>, StoreError>;
 }
 
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
@@ -107,6 +114,7 @@ impl MetadataStore for RedbStore {
                 active_revision: number,
                 created_at_ms: existing.as_ref().map_or(now_ms, |f| f.created_at_ms),
                 updated_at_ms: now_ms,
+                scale: existing.as_ref().map(|f| f.scale.clone()).unwrap_or_default(),
             };
             let revision = Revision { function: name.clone(), number, spec, created_at_ms: now_ms };
             revisions.insert((name.as_str(), number), encode(&revision).as_slice())?;
@@ -164,6 +172,33 @@ impl MetadataStore for RedbStore {
         Ok(existed)
     }
 
+    fn set_scale(
+        &self,
+        name: &FunctionName,
+        scale: ScaleSpec,
+        now_ms: u64,
+    ) -> Result<Option<Function>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let updated = {
+            let mut functions = txn.open_table(FUNCTIONS)?;
+            let existing: Option<Function> = match functions.get(name.as_str())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            match existing {
+                None => None,
+                Some(mut function) => {
+                    function.scale = scale;
+                    function.updated_at_ms = now_ms;
+                    functions.insert(name.as_str(), encode(&function).as_slice())?;
+                    Some(function)
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(updated)
+    }
+
     fn referenced_artifacts(&self) -> Result<BTreeSet<Digest>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(REVISIONS)?;
@@ -211,6 +246,23 @@ mod tests {
         let revs = store.revisions(&hello).unwrap();
         assert_eq!(revs.iter().map(|r| r.number).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(store.function(&hello).unwrap().unwrap().active_revision, 2);
+    }
+
+    #[test]
+    fn scale_survives_reopen_and_later_deploys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let hello = FunctionName::new("hello").unwrap();
+        let scale = ScaleSpec { max_instances: Some(3), ..ScaleSpec::default() };
+        {
+            let store = RedbStore::open(&path).unwrap();
+            assert_eq!(store.set_scale(&hello, scale.clone(), 1).unwrap(), None, "no such function yet");
+            store.create_revision(&hello, spec('a'), 1).unwrap();
+            assert_eq!(store.set_scale(&hello, scale.clone(), 2).unwrap().unwrap().scale, scale);
+            store.create_revision(&hello, spec('b'), 3).unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.function(&hello).unwrap().unwrap().scale, scale);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use tokio::sync::broadcast;
 pub enum LogStream {
     Stdout,
     Stderr,
+    /// yun's own line about an invocation (its REPORT: cold or warm, init and run duration).
+    Platform,
 }
 
 /// One line a guest wrote, tagged with where it came from.

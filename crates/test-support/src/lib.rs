@@ -116,6 +116,11 @@ impl Yun {
         Self { bin: PathBuf::from(bin), child: Some(child), addr, data_dir, tmp, output }
     }
 
+    /// The server's process id, to read its memory use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("yun is running").id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

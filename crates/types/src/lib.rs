@@ -291,6 +291,8 @@ pub enum SpecError {
     StartupTimeout(u64),
     #[error("the idle timeout must be between 1 s and 24 h, got {0} ms")]
     IdleTimeout(u64),
+    #[error("{0}")]
+    Scale(String),
 }
 
 impl RevisionSpec {
@@ -388,6 +390,149 @@ pub struct Function {
     pub active_revision: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// How it scales; it belongs to the function, so it holds across deploys.
+    #[serde(default)]
+    pub scale: ScaleSpec,
+}
+
+/// How long an idle function's instances stay warm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepAliveKind {
+    /// A fixed window after the last request.
+    #[default]
+    Fixed,
+    /// Learned from the function's own idle times (the hybrid histogram policy of "Serverless in
+    /// the Wild"), falling back to the fixed window until the history is representative.
+    Adaptive,
+}
+
+impl KeepAliveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepAliveKind::Fixed => "fixed",
+            KeepAliveKind::Adaptive => "adaptive",
+        }
+    }
+}
+
+impl std::str::FromStr for KeepAliveKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fixed" => Ok(Self::Fixed),
+            "adaptive" => Ok(Self::Adaptive),
+            other => Err(format!("unknown keep-alive policy {other:?}: expected fixed or adaptive")),
+        }
+    }
+}
+
+/// What `yun scale` sets; an unset field takes the runtime's default (see [`ScaleSettings`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Requests one instance serves at once (process functions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// The fixed keep-alive window, and the fallback of the adaptive one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<KeepAliveKind>,
+    /// Requests that may wait for an instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_ms: Option<u64>,
+}
+
+/// Scaling with every default filled in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleSettings {
+    pub min_instances: u32,
+    pub max_instances: u32,
+    pub concurrency: u32,
+    pub idle_ms: u64,
+    pub keep_alive: KeepAliveKind,
+    pub max_queue: u32,
+    pub queue_timeout_ms: u64,
+}
+
+pub const MAX_INSTANCES: u32 = 1000;
+pub const MAX_CONCURRENCY: u32 = 1000;
+pub const MAX_QUEUE: u32 = 10_000;
+
+impl ScaleSpec {
+    /// Fields set in `patch` replace these; the others stay.
+    pub fn merge(&mut self, patch: &ScaleSpec) {
+        fn take<T: Clone>(to: &mut Option<T>, from: &Option<T>) {
+            if from.is_some() {
+                to.clone_from(from);
+            }
+        }
+        take(&mut self.min_instances, &patch.min_instances);
+        take(&mut self.max_instances, &patch.max_instances);
+        take(&mut self.concurrency, &patch.concurrency);
+        take(&mut self.idle_ms, &patch.idle_ms);
+        take(&mut self.keep_alive, &patch.keep_alive);
+        take(&mut self.max_queue, &patch.max_queue);
+        take(&mut self.queue_timeout_ms, &patch.queue_timeout_ms);
+    }
+
+    pub fn resolve(&self, defaults: &ScaleSettings) -> ScaleSettings {
+        ScaleSettings {
+            min_instances: self.min_instances.unwrap_or(defaults.min_instances),
+            max_instances: self.max_instances.unwrap_or(defaults.max_instances),
+            concurrency: self.concurrency.unwrap_or(defaults.concurrency),
+            idle_ms: self.idle_ms.unwrap_or(defaults.idle_ms),
+            keep_alive: self.keep_alive.unwrap_or(defaults.keep_alive),
+            max_queue: self.max_queue.unwrap_or(defaults.max_queue),
+            queue_timeout_ms: self.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
+        }
+    }
+
+    /// Checks the values that are set, and that min and max agree once defaults fill the rest.
+    pub fn validate(&self, defaults: &ScaleSettings) -> Result<(), SpecError> {
+        let s = self.resolve(defaults);
+        if !(1..=MAX_INSTANCES).contains(&s.max_instances) {
+            return Err(SpecError::Scale(format!(
+                "max instances must be between 1 and {MAX_INSTANCES}, got {}",
+                s.max_instances
+            )));
+        }
+        if s.min_instances > s.max_instances {
+            return Err(SpecError::Scale(format!(
+                "min instances ({}) must not exceed max instances ({})",
+                s.min_instances, s.max_instances
+            )));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&s.concurrency) {
+            return Err(SpecError::Scale(format!(
+                "concurrency must be between 1 and {MAX_CONCURRENCY}, got {}",
+                s.concurrency
+            )));
+        }
+        if !(1_000..=24 * 3_600_000).contains(&s.idle_ms) {
+            return Err(SpecError::Scale(format!("idle must be between 1 s and 24 h, got {} ms", s.idle_ms)));
+        }
+        if s.max_queue > MAX_QUEUE {
+            return Err(SpecError::Scale(format!(
+                "the queue may hold at most {MAX_QUEUE} requests, got {}",
+                s.max_queue
+            )));
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&s.queue_timeout_ms) {
+            return Err(SpecError::Scale(format!(
+                "the queue timeout must be between 1 ms and 15 min, got {} ms",
+                s.queue_timeout_ms
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The machine-readable code of every error yun returns, with its HTTP status.
@@ -402,6 +547,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    /// Every instance is busy at the function's maximum and its queue is full.
+    TooManyRequests,
     FunctionError,
     MemoryLimitExceeded,
     Timeout,
@@ -419,6 +566,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::FunctionError | ErrorCode::MemoryLimitExceeded | ErrorCode::Internal => 500,
             ErrorCode::BadGateway => 502,
             ErrorCode::Unavailable => 503,
@@ -435,6 +583,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::FunctionError => "function_error",
             ErrorCode::MemoryLimitExceeded => "memory_limit_exceeded",
             ErrorCode::Timeout => "timeout",

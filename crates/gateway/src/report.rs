@@ -1,0 +1,129 @@
+//! Every invocation's REPORT, as Lambda writes one: whether it started cold, warm or after
+//! waiting in the queue, how long the instance took to start (init) apart from how long the
+//! function ran, and the status. It goes into the function's logs once the response body has
+//! been sent (or the client went away), and the start kind into the response headers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use yun_activator::Temperature;
+use yun_control_plane::body::{Body, BoxError};
+use yun_telemetry::{LogEntry, LogSink, LogStream};
+
+pub const START: &str = "x-yun-start";
+pub const INIT_MS: &str = "x-yun-init-ms";
+
+pub(crate) struct Report {
+    pub sink: Arc<dyn LogSink>,
+    pub function: String,
+    pub revision: u64,
+    pub invocation_id: String,
+    pub arrived: Instant,
+    pub temperature: Option<Temperature>,
+    pub status: u16,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Report {
+    fn line(&self) -> String {
+        let total = self.arrived.elapsed();
+        let (kind, init, waited) = match self.temperature {
+            Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
+            Some(Temperature::Queued { waited }) => ("queued", None, waited),
+            Some(Temperature::Cold { init, waited }) => ("cold", Some(init), waited),
+            None => ("none", None, Duration::ZERO),
+        };
+        let run = total.saturating_sub(waited);
+        let mut line = format!(
+            "REPORT Start: {kind} Duration: {:.2} ms Total: {:.2} ms Status: {}",
+            ms(run),
+            ms(total),
+            self.status
+        );
+        if let Some(init) = init {
+            line.push_str(&format!(" Init Duration: {:.2} ms", ms(init)));
+        }
+        if waited > Duration::ZERO {
+            line.push_str(&format!(" Waited: {:.2} ms", ms(waited)));
+        }
+        line
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let line = self.line();
+        self.sink.emit(LogEntry {
+            ts_ms: yun_types::now_ms(),
+            function: std::mem::take(&mut self.function),
+            revision: self.revision,
+            invocation_id: std::mem::take(&mut self.invocation_id),
+            stream: LogStream::Platform,
+            line,
+        });
+    }
+}
+
+/// Marks the response with how the invocation started and hands the report to its body, which
+/// files it when it is done.
+pub(crate) fn attach(mut response: http::Response<Body>, mut report: Report) -> http::Response<Body> {
+    report.status = response.status().as_u16();
+    let temperature = response.extensions_mut().remove::<Temperature>().or(report.temperature);
+    report.temperature = temperature;
+    let headers = response.headers_mut();
+    match temperature {
+        Some(Temperature::Warm) => {
+            headers.insert(START, HeaderValue::from_static("warm"));
+        }
+        Some(Temperature::Queued { .. }) => {
+            headers.insert(START, HeaderValue::from_static("queued"));
+        }
+        Some(Temperature::Cold { init, .. }) => {
+            headers.insert(START, HeaderValue::from_static("cold"));
+            if let Ok(v) = HeaderValue::from_str(&format!("{:.2}", ms(init))) {
+                headers.insert(INIT_MS, v);
+            }
+        }
+        None => {}
+    }
+    response.map(|inner| ReportBody { inner, report: Some(report) }.boxed_unsync())
+}
+
+struct ReportBody {
+    inner: Body,
+    /// Filed when the body ends or is dropped, whichever comes first.
+    report: Option<Report>,
+}
+
+impl http_body::Body for ReportBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.report.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
