@@ -31,14 +31,25 @@ fn deploy_py(yun: &Yun, name: &str) {
     ]);
 }
 
-/// Live instances of `function`: each has a pids cgroup of its own, named after its revision.
+/// Running instances of `function`: sandboxes (each has cgroups of its own, named after the
+/// revision) in which the app's interpreter runs. A spare sandbox made ahead of need has no app
+/// process yet and does not count.
 fn instances(function: &str) -> usize {
-    let prefix = format!("{function}-r");
-    ["/sys/fs/cgroup/pids/yun", "/sys/fs/cgroup/yun"]
-        .iter()
-        .flat_map(|root| std::fs::read_dir(root).into_iter().flatten().flatten())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .count()
+    let prefix = format!("/yun/{function}-r");
+    let mut groups = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "python3" {
+            continue;
+        }
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        if let Some(group) =
+            cgroups.lines().find_map(|l| l.split_once(&prefix).map(|(_, rest)| rest.to_string()))
+        {
+            groups.insert(group);
+        }
+    }
+    groups.len()
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
@@ -267,4 +278,47 @@ async fn wasm_max_instances_caps_concurrency_and_overflow_is_refused() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("one request at a time"));
     let err = yun.cli(&["scale", "capped", "--min", "5", "--max", "2"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("must not exceed"));
+}
+
+#[tokio::test]
+async fn a_scaled_in_instance_freezes_and_thaws_for_the_next_request() {
+    let yun = Yun::start(BIN);
+    deploy_py(&yun, "freezer");
+    yun.cli_ok(&["scale", "freezer", "--idle", "1s", "--freeze", "60s"]);
+    let url = format!("{}/fn/freezer/?count=1", yun.url());
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-yun-start"], "cold");
+    assert_eq!(r.text().await.unwrap(), "1\n");
+    wait_for("the instance frozen", Duration::from_secs(10), || {
+        describe(&yun, "freezer")["scale"]["instances"]["frozen"] == 1
+    })
+    .await;
+    // Its processes are stopped by the kernel's freezer, and still there.
+    let frozen_groups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/freezer/yun")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("freezer-r"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("freezer.state")).unwrap_or_default().trim() == "FROZEN"
+        })
+        .collect();
+    if std::path::Path::new("/sys/fs/cgroup/freezer").exists() {
+        assert_eq!(frozen_groups.len(), 1, "one frozen instance cgroup");
+    }
+    assert_eq!(instances("freezer"), 1, "its process still exists");
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-yun-start"], "thawed");
+    assert!(r.headers().contains_key("x-yun-init-ms"));
+    assert_eq!(r.text().await.unwrap(), "2\n", "the same process, with its memory, served again");
+    let d = describe(&yun, "freezer");
+    assert_eq!(d["scale"]["instances"]["frozen"], 0, "{d}");
+    // Removing the function takes frozen instances with it.
+    wait_for("frozen again", Duration::from_secs(10), || {
+        describe(&yun, "freezer")["scale"]["instances"]["frozen"] == 1
+    })
+    .await;
+    yun.cli_ok(&["rm", "freezer"]);
+    wait_for("no process left", Duration::from_secs(15), || instances("freezer") == 0).await;
 }

@@ -79,12 +79,18 @@ pub(crate) fn print_scale(scale: &Value) {
                 s["queue_timeout_ms"].as_u64().unwrap_or(0)
             )),
         );
+        if let Some(f) = s["freeze_ms"].as_u64().filter(|f| *f > 0) {
+            println!(
+                "freeze:    scaled-in instances stay frozen for {}",
+                humantime::format_duration(std::time::Duration::from_millis(f))
+            );
+        }
     }
     let i = &scale["instances"];
     if i.is_object() {
         println!(
-            "instances: {} current, {} ready, {} starting, {} desired; {} in flight, {} queued",
-            i["current"], i["ready"], i["starting"], i["desired"], i["in_flight"], i["queued"]
+            "instances: {} current, {} ready, {} starting, {} desired, {} frozen; {} in flight, {} queued",
+            i["current"], i["ready"], i["starting"], i["desired"], i["frozen"], i["in_flight"], i["queued"]
         );
     }
     let a = &scale["autoscaler"];

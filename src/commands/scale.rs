@@ -37,6 +37,10 @@ pub struct Args {
     /// How long a request waits for an instance before it gets 503, e.g. 10s.
     #[arg(long, value_parser = humantime::parse_duration)]
     queue_timeout: Option<Duration>,
+    /// Process functions: freeze an instance that is scaled in for this long (no CPU, memory
+    /// kept) and thaw it for the next request instead of starting a new one; 0s turns it off.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    freeze: Option<Duration>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -67,6 +71,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(d) = args.queue_timeout {
         set("queue_timeout_ms", json!(d.as_millis() as u64));
+    }
+    if let Some(d) = args.freeze {
+        set("freeze_ms", json!(d.as_millis() as u64));
     }
     let client = Client::new(global)?;
     let path = format!("/v1/functions/{}/scale", args.name);

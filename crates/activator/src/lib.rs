@@ -101,6 +101,8 @@ pub fn scale_defaults(revision: &Revision) -> ScaleSettings {
             keep_alive: KeepAliveKind::Fixed,
             max_queue: 100,
             queue_timeout_ms: 30_000,
+            // Off unless asked for: a frozen instance still holds its memory.
+            freeze_ms: 0,
         },
         None => ScaleSettings {
             min_instances: 0,
@@ -112,6 +114,7 @@ pub fn scale_defaults(revision: &Revision) -> ScaleSettings {
             keep_alive: KeepAliveKind::Fixed,
             max_queue: 1000,
             queue_timeout_ms: 30_000,
+            freeze_ms: 0,
         },
     }
 }

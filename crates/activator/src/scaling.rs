@@ -167,6 +167,7 @@ mod tests {
             keep_alive: kind,
             max_queue: 10,
             queue_timeout_ms: 1000,
+            freeze_ms: 0,
         }
     }
 
@@ -174,6 +175,7 @@ mod tests {
         Stats {
             ready,
             starting: 0,
+            frozen: 0,
             in_flight,
             waiting: 0,
             desired: ready,
@@ -219,6 +221,8 @@ mod tests {
         let now = Instant::now();
         assert_eq!(p.desired(&stats(1, 8, Some(now)), Instant::now()), 8);
         shared.lock().unwrap().min_instances = 2;
+        // The load ends; long after, only the min instances are asked for.
+        p.desired(&stats(8, 0, Some(now)), Instant::now());
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(p.desired(&stats(2, 0, Some(now)), Instant::now()), 2);
     }

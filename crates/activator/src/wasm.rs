@@ -127,6 +127,8 @@ fn pool_config(s: &ScaleSettings) -> PoolConfig {
         max_instances: 1,
         max_queue: s.max_queue as usize,
         queue_timeout: Duration::from_millis(s.queue_timeout_ms),
+        // Unloaded code costs nothing to keep out of memory and milliseconds to bring back.
+        freeze_for: Duration::ZERO,
     }
 }
 

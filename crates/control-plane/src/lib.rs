@@ -421,6 +421,7 @@ impl ControlPlane {
                 "ready": ready,
                 "starting": starting,
                 "desired": desired,
+                "frozen": stats.as_ref().map_or(0, |s| s.frozen),
                 "in_flight": stats.as_ref().map_or(0, |s| s.in_flight),
                 "queued": stats.as_ref().map_or(0, |s| s.waiting),
             },
@@ -437,6 +438,12 @@ impl ControlPlane {
         let revision = self.store.revision(name, function.active_revision)?.ok_or_else(|| {
             ApiError::new(ErrorCode::Internal, format!("function {name} has no active revision"))
         })?;
+        if revision.spec.process.is_none() && patch.freeze_ms.is_some_and(|f| f > 0) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "freezing applies to process functions: an idle wasm revision is unloaded instead",
+            ));
+        }
         if revision.spec.process.is_none() && patch.concurrency.is_some_and(|c| c != 1) {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,

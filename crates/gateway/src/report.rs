@@ -40,6 +40,7 @@ impl Report {
             Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
             Some(Temperature::Queued { waited }) => ("queued", None, waited),
             Some(Temperature::Cold { init, waited }) => ("cold", Some(init), waited),
+            Some(Temperature::Thawed { thaw, waited }) => ("thawed", Some(thaw), waited),
             None => ("none", None, Duration::ZERO),
         };
         let run = total.saturating_sub(waited);
@@ -90,6 +91,12 @@ pub(crate) fn attach(mut response: http::Response<Body>, mut report: Report) -> 
         Some(Temperature::Cold { init, .. }) => {
             headers.insert(START, HeaderValue::from_static("cold"));
             if let Ok(v) = HeaderValue::from_str(&format!("{:.2}", ms(init))) {
+                headers.insert(INIT_MS, v);
+            }
+        }
+        Some(Temperature::Thawed { thaw, .. }) => {
+            headers.insert(START, HeaderValue::from_static("thawed"));
+            if let Ok(v) = HeaderValue::from_str(&format!("{:.2}", ms(thaw))) {
                 headers.insert(INIT_MS, v);
             }
         }

@@ -26,6 +26,15 @@ pub trait Instance: Send + Sync + 'static {
     /// Tears it down. The pool calls this only when no lease on it is out, or when the whole
     /// pool stops.
     fn stop(&self);
+    /// Stops it from using CPU while it keeps its memory, so it can come back in far less than
+    /// a start takes; false if it cannot be frozen (then it is stopped instead).
+    fn freeze(&self) -> bool {
+        false
+    }
+    /// Lets a frozen instance run again; false if it could not (then it is stopped).
+    fn thaw(&self) -> bool {
+        false
+    }
 }
 
 /// Starts instances of one revision.
@@ -56,6 +65,9 @@ pub struct PoolConfig {
     pub max_queue: usize,
     /// How long a request waits for an instance before it is refused.
     pub queue_timeout: Duration,
+    /// An instance scaled in is frozen for this long (no CPU, memory kept) before it is
+    /// stopped, and thawed if it is needed again meanwhile; zero stops it at once.
+    pub freeze_for: Duration,
 }
 
 impl Default for PoolConfig {
@@ -66,6 +78,7 @@ impl Default for PoolConfig {
             max_instances: 10,
             max_queue: 100,
             queue_timeout: Duration::from_secs(30),
+            freeze_for: Duration::ZERO,
         }
     }
 }
@@ -92,6 +105,8 @@ pub enum Temperature {
     Queued { waited: Duration },
     /// It waited for a new instance to start; `init` is how long that start took.
     Cold { init: Duration, waited: Duration },
+    /// It waited for a frozen instance to be thawed; `thaw` is how long that took.
+    Thawed { thaw: Duration, waited: Duration },
 }
 
 impl Temperature {
@@ -103,7 +118,9 @@ impl Temperature {
     pub fn waited(self) -> Duration {
         match self {
             Temperature::Warm => Duration::ZERO,
-            Temperature::Queued { waited } | Temperature::Cold { waited, .. } => waited,
+            Temperature::Queued { waited }
+            | Temperature::Cold { waited, .. }
+            | Temperature::Thawed { waited, .. } => waited,
         }
     }
 }
@@ -113,6 +130,8 @@ impl Temperature {
 pub struct Stats {
     pub ready: u32,
     pub starting: u32,
+    /// Instances scaled in but kept frozen, ready to be thawed.
+    pub frozen: u32,
     /// Requests being served.
     pub in_flight: u32,
     /// Requests waiting for an instance.
@@ -133,6 +152,19 @@ struct Slot<I> {
     instance: Arc<I>,
     in_flight: u32,
     last_used: Instant,
+    /// Set while it has just come up: the requests it takes in that dispatch were cold.
+    fresh: Option<Fresh>,
+}
+
+#[derive(Clone, Copy)]
+enum Fresh {
+    Started(Duration),
+    Thawed(Duration),
+}
+
+struct Frozen<I> {
+    instance: Arc<I>,
+    since: Instant,
 }
 
 struct Waiter<F: Factory> {
@@ -142,6 +174,7 @@ struct Waiter<F: Factory> {
 
 struct State<F: Factory> {
     slots: Vec<Slot<F::Instance>>,
+    frozen: Vec<Frozen<F::Instance>>,
     starting: u32,
     waiters: VecDeque<Waiter<F>>,
     config: PoolConfig,
@@ -222,6 +255,7 @@ impl<F: Factory> Shared<F> {
     /// Forgets instances that died on their own, so nothing is routed to them.
     fn prune(state: &mut State<F>) {
         state.slots.retain(|s| s.instance.alive());
+        state.frozen.retain(|f| f.instance.alive());
     }
 
     /// Index of the least loaded live instance with room for one more request.
@@ -248,22 +282,18 @@ impl<F: Factory> Shared<F> {
         }
     }
 
-    /// Hands free capacity to waiters, oldest first.
+    /// Hands free capacity to waiters, oldest first; those an instance that just came up
+    /// serves were cold (or thawed).
     fn dispatch(this: &Arc<Self>, state: &mut State<F>) {
-        Self::dispatch_with(this, state, None);
-    }
-
-    /// `fresh`: the instance that has just started and how long its start took; waiters it
-    /// serves were cold.
-    fn dispatch_with(this: &Arc<Self>, state: &mut State<F>, fresh: Option<(u64, Duration)>) {
         Self::prune(state);
         while !state.waiters.is_empty() {
             let Some(index) = Self::free_slot(state) else { break };
             let waiter = state.waiters.pop_front().expect("checked non-empty");
             let waited = waiter.since.elapsed();
-            let temperature = match fresh {
-                Some((id, init)) if state.slots[index].id == id => Temperature::Cold { init, waited },
-                _ => Temperature::Queued { waited },
+            let temperature = match state.slots[index].fresh {
+                Some(Fresh::Started(init)) => Temperature::Cold { init, waited },
+                Some(Fresh::Thawed(thaw)) => Temperature::Thawed { thaw, waited },
+                None => Temperature::Queued { waited },
             };
             let lease = Self::lease(this, state, index, temperature);
             if let Err(Ok(lease)) = waiter.tx.send(Ok(lease)) {
@@ -274,6 +304,9 @@ impl<F: Factory> Shared<F> {
                     s.in_flight -= 1;
                 }
             }
+        }
+        for slot in &mut state.slots {
+            slot.fresh = None;
         }
         Self::start_for_waiters(this, state, None);
     }
@@ -291,12 +324,30 @@ impl<F: Factory> Shared<F> {
             if state.waiters.len() <= spare + coming || total >= state.config.max_instances as usize {
                 return;
             }
+            // A frozen instance comes back far faster than a new one starts.
+            if let Some(frozen) = state.frozen.pop() {
+                let began = Instant::now();
+                if frozen.instance.thaw() && frozen.instance.alive() {
+                    Self::push_slot(state, frozen.instance, Some(Fresh::Thawed(began.elapsed())));
+                    Self::dispatch(this, state);
+                    return;
+                }
+                frozen.instance.stop();
+                continue;
+            }
             let why = match invocation_id {
                 Some(id) => Start::Request { invocation_id: id.to_string() },
                 None => Start::Scale,
             };
             Self::start_one(this, state, why);
         }
+    }
+
+    fn push_slot(state: &mut State<F>, instance: Arc<F::Instance>, fresh: Option<Fresh>) -> u64 {
+        let id = state.next_id;
+        state.next_id += 1;
+        state.slots.push(Slot { id, instance, in_flight: 0, last_used: Instant::now(), fresh });
+        id
     }
 
     fn start_one(this: &Arc<Self>, state: &mut State<F>, why: Start) {
@@ -320,10 +371,8 @@ impl<F: Factory> Shared<F> {
                     instance.stop();
                     return;
                 }
-                let id = state.next_id;
-                state.next_id += 1;
-                state.slots.push(Slot { id, instance, in_flight: 0, last_used: Instant::now() });
-                Self::dispatch_with(this, &mut state, Some((id, took)));
+                Self::push_slot(&mut state, instance, Some(Fresh::Started(took)));
+                Self::dispatch(this, &mut state);
             }
             Err(e) => {
                 // The requests this start was for get its error rather than starting the same
@@ -345,6 +394,7 @@ impl<F: Factory> Shared<F> {
         Stats {
             ready: state.slots.iter().filter(|s| s.instance.alive()).count() as u32,
             starting: state.starting,
+            frozen: state.frozen.len() as u32,
             in_flight: state.slots.iter().map(|s| s.in_flight).sum(),
             waiting: state.waiters.iter().filter(|w| !w.tx.is_closed()).count() as u32,
             desired: state.desired,
@@ -362,6 +412,9 @@ impl<F: Factory> Drop for Shared<F> {
         for s in state.slots.drain(..) {
             s.instance.stop();
         }
+        for f in state.frozen.drain(..) {
+            f.instance.stop();
+        }
     }
 }
 
@@ -369,6 +422,7 @@ impl<F: Factory> Pool<F> {
     pub fn new(factory: F, config: PoolConfig) -> Self {
         let state = State {
             slots: Vec::new(),
+            frozen: Vec::new(),
             starting: 0,
             waiters: VecDeque::new(),
             desired: config.min_instances,
@@ -442,15 +496,26 @@ impl<F: Factory> Pool<F> {
         Shared::prune(&mut state);
         let desired = desired.clamp(state.config.min_instances, state.config.max_instances);
         state.desired = desired;
-        let have = state.slots.len() as u32 + state.starting;
-        if have < desired {
-            for _ in have..desired {
-                Shared::start_one(&self.shared, &mut state, Start::Scale);
+        let now = Instant::now();
+        let freeze_for = state.config.freeze_for;
+        let mut stopped = Vec::new();
+        // Frozen past their time: their memory goes back.
+        let (expired, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut state.frozen).into_iter().partition(|f| now - f.since >= freeze_for);
+        state.frozen = kept;
+        stopped.extend(expired.into_iter().map(|f| f.instance));
+        let mut have = state.slots.len() as u32 + state.starting;
+        while have < desired {
+            match state.frozen.pop() {
+                Some(f) if f.instance.thaw() => {
+                    Shared::push_slot(&mut state, f.instance, None);
+                }
+                Some(f) => stopped.push(f.instance),
+                None => Shared::start_one(&self.shared, &mut state, Start::Scale),
             }
-            return;
+            have += 1;
         }
         let mut excess = (state.slots.len() as u32).saturating_sub(desired.saturating_sub(state.starting));
-        let mut stopped = Vec::new();
         while excess > 0 {
             // The instance idle the longest goes first: the others are the warmest.
             let idle = state
@@ -461,9 +526,15 @@ impl<F: Factory> Pool<F> {
                 .min_by_key(|(_, s)| s.last_used)
                 .map(|(i, _)| i);
             let Some(index) = idle else { break };
-            stopped.push(state.slots.swap_remove(index).instance);
+            let instance = state.slots.swap_remove(index).instance;
+            if freeze_for > Duration::ZERO && instance.freeze() {
+                state.frozen.push(Frozen { instance, since: now });
+            } else {
+                stopped.push(instance);
+            }
             excess -= 1;
         }
+        Shared::dispatch(&self.shared, &mut state);
         drop(state);
         for instance in stopped {
             instance.stop();
@@ -476,6 +547,7 @@ impl<F: Factory> Pool<F> {
         let mut state = self.shared.lock();
         state.stopped = true;
         let slots = std::mem::take(&mut state.slots);
+        let frozen = std::mem::take(&mut state.frozen);
         let waiters = std::mem::take(&mut state.waiters);
         drop(state);
         for w in waiters {
@@ -483,6 +555,9 @@ impl<F: Factory> Pool<F> {
         }
         for s in slots {
             s.instance.stop();
+        }
+        for f in frozen {
+            f.instance.stop();
         }
     }
 

@@ -15,6 +15,7 @@ struct Fake {
 struct FakeInstance {
     number: u32,
     alive: AtomicBool,
+    frozen: AtomicBool,
     stopped: Arc<AtomicU32>,
 }
 
@@ -26,6 +27,12 @@ impl Instance for FakeInstance {
         if self.alive.swap(false, Ordering::SeqCst) {
             self.stopped.fetch_add(1, Ordering::SeqCst);
         }
+    }
+    fn freeze(&self) -> bool {
+        !self.frozen.swap(true, Ordering::SeqCst)
+    }
+    fn thaw(&self) -> bool {
+        self.frozen.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -39,7 +46,12 @@ impl Factory for Arc<Fake> {
             return Err("boom".into());
         }
         let number = self.started.fetch_add(1, Ordering::SeqCst);
-        Ok(FakeInstance { number, alive: AtomicBool::new(true), stopped: self.stopped.clone() })
+        Ok(FakeInstance {
+            number,
+            alive: AtomicBool::new(true),
+            frozen: AtomicBool::new(false),
+            stopped: self.stopped.clone(),
+        })
     }
 }
 
@@ -224,6 +236,52 @@ async fn an_instance_that_finishes_starting_after_stop_is_stopped() {
     assert_eq!(waiter.await.unwrap(), Some(AcquireError::Stopped));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.started.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.stopped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaled_in_instances_freeze_and_thaw_for_the_next_request_until_their_time_is_up() {
+    let cfg = PoolConfig { freeze_for: Duration::from_secs(10), ..config(1, 5) };
+    let (pool, fake) = pool(cfg, 100);
+    let first = pool.acquire("a").await.unwrap().number;
+    pool.scale_to(0);
+    let stats = pool.stats();
+    assert_eq!((stats.ready, stats.frozen), (0, 1));
+    assert_eq!(fake.stopped.load(Ordering::SeqCst), 0, "frozen, not stopped");
+    // The next request thaws it instead of starting another (which would take 100 ms).
+    let started = Instant::now();
+    let lease = pool.acquire("b").await.unwrap();
+    assert!(matches!(lease.temperature(), Temperature::Thawed { .. }), "{:?}", lease.temperature());
+    assert_eq!(lease.number, first);
+    assert!(!lease.frozen.load(Ordering::SeqCst));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(fake.started.load(Ordering::SeqCst), 1);
+    drop(lease);
+    // Frozen past its time, it is stopped for good; the next request starts a new one.
+    pool.scale_to(0);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    pool.scale_to(0);
+    assert_eq!(pool.stats().frozen, 0);
+    assert_eq!(fake.stopped.load(Ordering::SeqCst), 1);
+    assert!(pool.acquire("c").await.unwrap().temperature().is_cold());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_freeze_window_scaled_in_instances_stop() {
+    let (pool, fake) = pool(config(1, 5), 0);
+    drop(pool.acquire("a").await.unwrap());
+    pool.scale_to(0);
+    assert_eq!((pool.stats().frozen, fake.stopped.load(Ordering::SeqCst)), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_the_pool_stops_frozen_instances_too() {
+    let cfg = PoolConfig { freeze_for: Duration::from_secs(60), ..config(1, 5) };
+    let (pool, fake) = pool(cfg, 0);
+    drop(pool.acquire("a").await.unwrap());
+    pool.scale_to(0);
+    assert_eq!(pool.stats().frozen, 1);
+    pool.stop();
     assert_eq!(fake.stopped.load(Ordering::SeqCst), 1);
 }
 

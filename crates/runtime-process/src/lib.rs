@@ -154,7 +154,7 @@ impl ProcessRevision {
                 pool_config(config.spec.mode, scale),
             )),
             ProcessMode::Http | ProcessMode::Lambda => Pools::Resident(yun_pool::Pool::new(
-                resident::ResidentFactory { runtime: runtime.clone(), config: config.clone() },
+                resident::ResidentFactory::new(runtime.clone(), config.clone()),
                 pool_config(config.spec.mode, scale),
             )),
         };
@@ -229,7 +229,10 @@ impl ProcessRevision {
     /// Stops every instance (the revision stopped serving); requests still waiting are refused.
     pub fn stop(&self) {
         match &self.pool {
-            Pools::Resident(p) => p.stop(),
+            Pools::Resident(p) => {
+                p.factory().discard_spare();
+                p.stop();
+            }
             Pools::RunOnce(p) => p.stop(),
         }
     }
@@ -244,6 +247,7 @@ impl Drop for ProcessRevision {
 fn pool_config(mode: ProcessMode, s: &ScaleSettings) -> yun_pool::PoolConfig {
     let queue_timeout = Duration::from_millis(s.queue_timeout_ms);
     let max_queue = s.max_queue as usize;
+    let freeze_for = Duration::from_millis(s.freeze_ms);
     match mode {
         ProcessMode::Stdio => yun_pool::PoolConfig {
             concurrency: s.max_instances,
@@ -251,6 +255,7 @@ fn pool_config(mode: ProcessMode, s: &ScaleSettings) -> yun_pool::PoolConfig {
             max_instances: 1,
             max_queue,
             queue_timeout,
+            freeze_for: Duration::ZERO,
         },
         // A Lambda runtime client takes one invocation at a time, whatever the setting says.
         ProcessMode::Lambda | ProcessMode::Http => yun_pool::PoolConfig {
@@ -259,6 +264,7 @@ fn pool_config(mode: ProcessMode, s: &ScaleSettings) -> yun_pool::PoolConfig {
             max_instances: s.max_instances,
             max_queue,
             queue_timeout,
+            freeze_for,
         },
     }
 }

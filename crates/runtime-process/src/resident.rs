@@ -28,9 +28,73 @@ const ISOLATED_PORT: u16 = 8080;
 const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
 
 /// Starts a revision's resident instances for its pool.
+///
+/// It keeps one sandbox made ahead of need (a spare: namespaces, root, cgroups and uid in
+/// place, the command not started), so a cold start only starts the command: building a
+/// sandbox costs ~25 ms, more than many programs take to start. A spare holds a blocked helper
+/// process and no CPU; it is made again after each use and dropped when the revision stops.
 pub(crate) struct ResidentFactory {
-    pub runtime: Arc<ProcessRuntime>,
-    pub config: Arc<ProcessConfig>,
+    runtime: Arc<ProcessRuntime>,
+    config: Arc<ProcessConfig>,
+    spare: Arc<SpareSlot>,
+}
+
+#[derive(Default)]
+struct SpareSlot {
+    spare: std::sync::Mutex<Option<Spare>>,
+    making: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl SpareSlot {
+    fn take(&self) -> Option<Spare> {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl ResidentFactory {
+    pub(crate) fn new(runtime: Arc<ProcessRuntime>, config: Arc<ProcessConfig>) -> Self {
+        let factory = Self { runtime, config, spare: Arc::default() };
+        factory.refill();
+        factory
+    }
+
+    /// Spares need the instance's own network namespace: on the host network the port chosen
+    /// ahead could be taken by someone else before the command starts.
+    fn keeps_spares(&self) -> bool {
+        self.runtime.sandbox.isolates() && !self.config.outbound
+    }
+
+    /// Makes a spare in the background if there is none.
+    fn refill(&self) {
+        if !self.keeps_spares()
+            || self.spare.stopped.load(Ordering::Relaxed)
+            || self.spare.making.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.spare.making.store(false, Ordering::Release);
+            return;
+        };
+        let (runtime, config, slot) = (self.runtime.clone(), self.config.clone(), self.spare.clone());
+        handle.spawn(async move {
+            let made = Spare::make(&runtime, &config).await;
+            let mut spare = slot.spare.lock().unwrap_or_else(|p| p.into_inner());
+            match made {
+                Ok(s) if spare.is_none() && !slot.stopped.load(Ordering::Relaxed) => *spare = Some(s),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(function = %config.function, "no spare sandbox: {e}"),
+            }
+            slot.making.store(false, Ordering::Release);
+        });
+    }
+
+    /// The revision stopped serving: its spare goes, and none is made again.
+    pub(crate) fn discard_spare(&self) {
+        self.spare.stopped.store(true, Ordering::Relaxed);
+        drop(self.spare.take());
+    }
 }
 
 impl yun_pool::Factory for ResidentFactory {
@@ -42,7 +106,12 @@ impl yun_pool::Factory for ResidentFactory {
             yun_pool::Start::Request { invocation_id } => invocation_id,
             yun_pool::Start::Scale => String::new(),
         };
-        Resident::start(&self.runtime, &self.config, &invocation_id).await
+        let spare = match self.spare.take() {
+            Some(spare) => spare,
+            None => Spare::make(&self.runtime, &self.config).await?,
+        };
+        self.refill();
+        Resident::launch(spare, &self.runtime, &self.config, &invocation_id).await
     }
 }
 
@@ -54,6 +123,14 @@ impl yun_pool::Instance for Resident {
     fn stop(&self) {
         self.to.note("stopped: scaled in (idle past its keep-alive, or more instances than the load needs)");
         self.kill();
+    }
+
+    fn freeze(&self) -> bool {
+        self.freezer.as_ref().is_some_and(|f| f.freeze().is_ok())
+    }
+
+    fn thaw(&self) -> bool {
+        self.freezer.as_ref().is_some_and(|f| f.thaw().is_ok())
     }
 }
 
@@ -76,6 +153,8 @@ pub(crate) struct Resident {
     memory_exceeded: Arc<AtomicBool>,
     to: Arc<Attribution>,
     client: Client<Connector, Body>,
+    /// Freezes and thaws the instance's processes (cgroup freezer), where the host can.
+    freezer: Option<yun_sandbox::FreezeFile>,
 }
 
 /// Opens connections to the app inside its sandbox (through the supervisor, which owns the
@@ -136,14 +215,19 @@ impl Resident {
         self.killed.store(true, Ordering::Relaxed);
         let _ = self.ops.send(Op::Kill);
     }
+}
 
-    /// `invocation_id`: the request whose arrival started it (empty for a scale-up), which
-    /// the startup output belongs to.
-    async fn start(
-        runtime: &ProcessRuntime,
-        config: &ProcessConfig,
-        invocation_id: &str,
-    ) -> Result<Self, InvokeError> {
+/// A sandbox made ahead of its instance (see [`ResidentFactory`]).
+struct Spare {
+    instance: Instance,
+    port: u16,
+    lambda: Option<Arc<RuntimeApi>>,
+    host_listener: Option<tokio::net::TcpListener>,
+}
+
+impl Spare {
+    /// A sandbox for one instance, everything in place but the command.
+    async fn make(runtime: &ProcessRuntime, config: &ProcessConfig) -> Result<Self, InvokeError> {
         let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
         let isolated = runtime.sandbox.isolates() && !config.outbound;
         let port = if isolated {
@@ -184,11 +268,26 @@ impl Resident {
             }
         }
         let spec = runtime.instance_spec(config, env, false);
-        let mut instance = runtime
+        let instance = runtime
             .sandbox
             .spawn(spec)
             .await
             .map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
+        Ok(Spare { instance, port, lambda, host_listener })
+    }
+}
+
+impl Resident {
+    /// Starts the command in `spare` and waits until it is ready. `invocation_id`: the request
+    /// whose arrival started it (empty for a scale-up), which the startup output belongs to.
+    async fn launch(
+        spare: Spare,
+        runtime: &ProcessRuntime,
+        config: &ProcessConfig,
+        invocation_id: &str,
+    ) -> Result<Self, InvokeError> {
+        let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
+        let Spare { mut instance, port, lambda, host_listener } = spare;
         let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
         // Startup output belongs to the request that caused the start.
         to.begin(invocation_id);
@@ -214,6 +313,7 @@ impl Resident {
         instance.start().map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
 
         let (ops, ops_rx) = mpsc::unbounded_channel();
+        let freezer = instance.freezer();
         let memory_exceeded = Arc::new(AtomicBool::new(false));
         tokio::spawn(supervise(
             instance,
@@ -235,6 +335,7 @@ impl Resident {
             memory_exceeded,
             to: to.clone(),
             client,
+            freezer,
         };
         let ready = resident.wait_ready(config, port).await;
         to.end(invocation_id);

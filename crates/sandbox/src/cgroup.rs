@@ -21,7 +21,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Hierarchy {
     /// One mount point per controller (cpu may share one with cpuacct).
-    V1 { memory: PathBuf, cpu: PathBuf, pids: PathBuf },
+    /// `freezer` is optional: without it instances cannot be frozen, but still run.
+    V1 { memory: PathBuf, cpu: PathBuf, pids: PathBuf, freezer: Option<PathBuf> },
     /// The unified hierarchy's root.
     V2 { root: PathBuf },
 }
@@ -61,6 +62,26 @@ pub(crate) struct Plan {
     pub remove: Vec<PathBuf>,
     /// File with an `oom_kill N` line counting the OOM kills in the instance.
     pub oom_file: PathBuf,
+    /// Where the instance is frozen and thawed, if this host can.
+    pub freeze: Option<FreezeFile>,
+}
+
+/// The freezer of one instance's cgroup: a frozen instance keeps its memory and gets no CPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeFile {
+    pub path: PathBuf,
+    pub frozen: String,
+    pub thawed: String,
+}
+
+impl FreezeFile {
+    pub fn freeze(&self) -> io::Result<()> {
+        std::fs::write(&self.path, &self.frozen)
+    }
+
+    pub fn thaw(&self) -> io::Result<()> {
+        std::fs::write(&self.path, &self.thawed)
+    }
 }
 
 /// Finds the hierarchy from `/sys/fs/cgroup` and `/proc/mounts`; the error names what is missing.
@@ -117,7 +138,12 @@ pub(crate) fn v1_from_mounts(mounts: &str) -> Result<Hierarchy, String> {
             )
         })
     };
-    Ok(Hierarchy::V1 { memory: get("memory")?, cpu: get("cpu")?, pids: get("pids")? })
+    Ok(Hierarchy::V1 {
+        memory: get("memory")?,
+        cpu: get("cpu")?,
+        pids: get("pids")?,
+        freezer: map.get("freezer").cloned(),
+    })
 }
 
 impl Hierarchy {
@@ -131,8 +157,9 @@ impl Hierarchy {
     /// The `yun` parent directories, where leftovers of a crashed yun are looked for.
     pub(crate) fn parents(&self) -> Vec<PathBuf> {
         match self {
-            Hierarchy::V1 { memory, cpu, pids } => {
+            Hierarchy::V1 { memory, cpu, pids, freezer } => {
                 let mut v = vec![memory.join(PARENT), cpu.join(PARENT), pids.join(PARENT)];
+                v.extend(freezer.iter().map(|f| f.join(PARENT)));
                 v.dedup();
                 v
             }
@@ -143,11 +170,13 @@ impl Hierarchy {
     pub(crate) fn plan(&self, name: &str, limits: Limits) -> Plan {
         let quota = ((limits.cpus * CPU_PERIOD_US as f64) as u64).max(1000);
         match self {
-            Hierarchy::V1 { memory, cpu, pids } => {
+            Hierarchy::V1 { memory, cpu, pids, freezer } => {
                 let mem = memory.join(PARENT).join(name);
                 let cpu_dir = cpu.join(PARENT).join(name);
                 let pids_dir = pids.join(PARENT).join(name);
+                let freezer_dir = freezer.as_ref().map(|f| f.join(PARENT).join(name));
                 let mut dirs = vec![mem.clone(), cpu_dir.clone(), pids_dir.clone()];
+                dirs.extend(freezer_dir.clone());
                 dirs.dedup();
                 let mut steps = Vec::new();
                 for d in &dirs {
@@ -171,6 +200,11 @@ impl Hierarchy {
                     procs: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
                     remove: dirs,
                     oom_file: mem.join("memory.oom_control"),
+                    freeze: freezer_dir.map(|d| FreezeFile {
+                        path: d.join("freezer.state"),
+                        frozen: "FROZEN".into(),
+                        thawed: "THAWED".into(),
+                    }),
                 }
             }
             Hierarchy::V2 { root } => {
@@ -193,6 +227,11 @@ impl Hierarchy {
                     procs: vec![dir.join("cgroup.procs")],
                     remove: vec![dir.clone()],
                     oom_file: dir.join("memory.events"),
+                    freeze: Some(FreezeFile {
+                        path: dir.join("cgroup.freeze"),
+                        frozen: "1".into(),
+                        thawed: "0".into(),
+                    }),
                 }
             }
         }
@@ -333,10 +372,22 @@ cgroup /sys/fs/cgroup/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
     }
 
     #[test]
-    fn v1_plan() {
+    fn v1_plan_without_a_freezer_cannot_freeze() {
         let h = v1_from_mounts(MOUNTS).unwrap();
+        let p = h.plan("x-1", Limits { memory_bytes: 1 << 20, cpus: 1.0, pids_max: 8 });
+        assert_eq!((p.remove.len(), p.freeze), (3, None));
+    }
+
+    #[test]
+    fn v1_plan() {
+        let mounts = format!("{MOUNTS}cgroup /sys/fs/cgroup/freezer cgroup rw,relatime,freezer 0 0\n");
+        let h = v1_from_mounts(&mounts).unwrap();
         let p = h.plan("hello-r3-1-7", Limits { memory_bytes: 64 << 20, cpus: 0.5, pids_max: 32 });
-        assert_eq!(p.remove.len(), 3);
+        assert_eq!(p.remove.len(), 4, "memory, cpu, pids and freezer");
+        assert_eq!(
+            p.freeze.as_ref().map(|f| (f.path.clone(), f.frozen.as_str())),
+            Some((PathBuf::from("/sys/fs/cgroup/freezer/yun/hello-r3-1-7/freezer.state"), "FROZEN"))
+        );
         let has = |path: &str, value: &str| p.steps.contains(&write(PathBuf::from(path), value, true));
         assert!(has(
             "/sys/fs/cgroup/memory/yun/hello-r3-1-7/memory.limit_in_bytes",
@@ -359,6 +410,7 @@ cgroup /sys/fs/cgroup/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
             write("/sys/fs/cgroup/cgroup.subtree_control".into(), "+memory +cpu +pids", true)
         );
         assert_eq!(p.oom_file, PathBuf::from("/sys/fs/cgroup/yun/a-1/memory.events"));
+        assert_eq!(p.freeze.unwrap().path, PathBuf::from("/sys/fs/cgroup/yun/a-1/cgroup.freeze"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+pub use cgroup::FreezeFile;
 pub use helper::helper_main;
 
 /// Where the function's code appears inside the sandbox; also the command's working directory.
@@ -719,10 +720,22 @@ impl Instance {
                 libc::killpg(*pgid, libc::SIGKILL);
             },
             // SIGKILL to a pid namespace's init kills everything in it. The pidfd cannot hit a
-            // recycled pid.
-            Kind::Isolated(i) => unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, i.pidfd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32);
-            },
+            // recycled pid. A frozen task does not die until thawed (cgroup v1), so thaw after.
+            Kind::Isolated(i) => {
+                // SAFETY: a signal through our own pidfd.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        i.pidfd.as_raw_fd(),
+                        libc::SIGKILL,
+                        0usize,
+                        0u32,
+                    );
+                }
+                if let Some(f) = &i.plan.freeze {
+                    let _ = f.thaw();
+                }
+            }
         }
     }
 
@@ -731,6 +744,15 @@ impl Instance {
         match &self.kind {
             Kind::Isolated(i) => i.oom.load(Ordering::Relaxed) || (!i.cleaned && i.plan.oom_kills() > 0),
             Kind::Plain { .. } => false,
+        }
+    }
+
+    /// The instance's freezer, if the host has one: freezing stops every process of the
+    /// instance at once (no CPU, memory kept) until it is thawed.
+    pub fn freezer(&self) -> Option<FreezeFile> {
+        match &self.kind {
+            Kind::Isolated(i) => i.plan.freeze.clone(),
+            Kind::Plain { .. } => None,
         }
     }
 }

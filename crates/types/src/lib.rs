@@ -448,6 +448,10 @@ pub struct ScaleSpec {
     pub max_queue: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_timeout_ms: Option<u64>,
+    /// Process functions: how long an instance scaled in stays frozen (no CPU, memory kept)
+    /// before it is stopped; 0 stops it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_ms: Option<u64>,
 }
 
 /// Scaling with every default filled in.
@@ -460,6 +464,7 @@ pub struct ScaleSettings {
     pub keep_alive: KeepAliveKind,
     pub max_queue: u32,
     pub queue_timeout_ms: u64,
+    pub freeze_ms: u64,
 }
 
 pub const MAX_INSTANCES: u32 = 1000;
@@ -481,6 +486,7 @@ impl ScaleSpec {
         take(&mut self.keep_alive, &patch.keep_alive);
         take(&mut self.max_queue, &patch.max_queue);
         take(&mut self.queue_timeout_ms, &patch.queue_timeout_ms);
+        take(&mut self.freeze_ms, &patch.freeze_ms);
     }
 
     pub fn resolve(&self, defaults: &ScaleSettings) -> ScaleSettings {
@@ -492,6 +498,7 @@ impl ScaleSpec {
             keep_alive: self.keep_alive.unwrap_or(defaults.keep_alive),
             max_queue: self.max_queue.unwrap_or(defaults.max_queue),
             queue_timeout_ms: self.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
+            freeze_ms: self.freeze_ms.unwrap_or(defaults.freeze_ms),
         }
     }
 
@@ -530,6 +537,12 @@ impl ScaleSpec {
                 "the queue timeout must be between 1 ms and 15 min, got {} ms",
                 s.queue_timeout_ms
             )));
+        }
+        if s.freeze_ms > 24 * 3_600_000 {
+            return Err(SpecError::Scale(format!("freeze must be at most 24 h, got {} ms", s.freeze_ms)));
+        }
+        if s.freeze_ms > 24 * 3_600_000 {
+            return Err(SpecError::Scale(format!("freeze must be at most 24 h, got {} ms", s.freeze_ms)));
         }
         Ok(())
     }
