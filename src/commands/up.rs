@@ -163,12 +163,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         },
     ));
 
+    let flushed = logs.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             if let Err(e) = logs.sweep(yun_types::now_ms()) {
                 tracing::warn!("log retention sweep failed: {e}");
+            }
+        }
+    });
+    // Log lines are buffered; this bounds how late they reach the files.
+    let periodic = flushed.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if let Err(e) = periodic.flush() {
+                tracing::warn!("writing log lines failed: {e}");
             }
         }
     });
@@ -194,6 +206,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         data_dir.display()
     );
     yun_gateway::run(listener, gateway, shutdown).await?;
+    if let Err(e) = flushed.flush() {
+        tracing::warn!("writing the last log lines failed: {e}");
+    }
     println!("yun stopped");
     Ok(ExitCode::SUCCESS)
 }

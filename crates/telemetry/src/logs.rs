@@ -50,7 +50,9 @@ impl Default for LogRetention {
 }
 
 struct Segment {
-    file: File,
+    /// Buffered: a line per invocation (its REPORT) must not cost a write syscall each.
+    /// [`LogStore::flush`] runs periodically and every read flushes first.
+    file: io::BufWriter<File>,
     bytes: u64,
     start_ms: u64,
 }
@@ -94,6 +96,7 @@ impl LogStore {
             let path = dir.join(format!("{:020}.jsonl", entry.ts_ms));
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             let bytes = file.metadata()?.len();
+            let file = io::BufWriter::with_capacity(16 * 1024, file);
             open.insert(entry.function.clone(), Segment { file, bytes, start_ms: entry.ts_ms });
             self.enforce(&mut open, &entry.function, entry.ts_ms)?;
         }
@@ -154,8 +157,20 @@ impl LogStore {
         Ok(())
     }
 
+    /// Writes buffered lines out to their segments.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for segment in open.values_mut() {
+            segment.file.flush()?;
+        }
+        Ok(())
+    }
+
     /// Entries of `function` at or after `since_ms`, oldest first, at most the last `limit`.
     pub fn read(&self, function: &str, since_ms: u64, limit: usize) -> io::Result<Vec<LogEntry>> {
+        if let Some(segment) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get_mut(function) {
+            segment.file.flush()?;
+        }
         let mut out = std::collections::VecDeque::new();
         for path in self.segments(function)? {
             let file = match File::open(&path) {
