@@ -68,7 +68,7 @@ pub(crate) fn print_scale(scale: &Value) {
     let s = &scale["settings"];
     if s.is_object() {
         println!(
-            "scale:     min {}, max {}, concurrency {}, keep-alive {} {}, queue {} (timeout {})",
+            "scale:     min {}, max {}, concurrency {}, keep-alive {} {}, queue {} (timeout {}), window {}",
             s["min_instances"],
             s["max_instances"],
             s["concurrency"],
@@ -77,6 +77,9 @@ pub(crate) fn print_scale(scale: &Value) {
             s["max_queue"],
             humantime::format_duration(std::time::Duration::from_millis(
                 s["queue_timeout_ms"].as_u64().unwrap_or(0)
+            )),
+            humantime::format_duration(std::time::Duration::from_millis(
+                s["window_ms"].as_u64().unwrap_or(0)
             )),
         );
         if let Some(f) = s["freeze_ms"].as_u64().filter(|f| *f > 0) {

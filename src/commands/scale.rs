@@ -41,6 +41,10 @@ pub struct Args {
     /// kept) and thaw it for the next request instead of starting a new one; 0s turns it off.
     #[arg(long, value_parser = humantime::parse_duration)]
     freeze: Option<Duration>,
+    /// The autoscaler's stable window: load is averaged over it before instances are retired
+    /// (its panic window, for bursts, is a tenth of it), e.g. 60s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    window: Option<Duration>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -74,6 +78,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(d) = args.freeze {
         set("freeze_ms", json!(d.as_millis() as u64));
+    }
+    if let Some(d) = args.window {
+        set("window_ms", json!(d.as_millis() as u64));
     }
     let client = Client::new(global)?;
     let path = format!("/v1/functions/{}/scale", args.name);

@@ -103,6 +103,7 @@ pub fn scale_defaults(revision: &Revision) -> ScaleSettings {
             queue_timeout_ms: 30_000,
             // Off unless asked for: a frozen instance still holds its memory.
             freeze_ms: 0,
+            window_ms: 60_000,
         },
         None => ScaleSettings {
             min_instances: 0,
@@ -115,6 +116,7 @@ pub fn scale_defaults(revision: &Revision) -> ScaleSettings {
             max_queue: 1000,
             queue_timeout_ms: 30_000,
             freeze_ms: 0,
+            window_ms: 60_000,
         },
     }
 }

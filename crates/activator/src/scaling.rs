@@ -47,6 +47,8 @@ pub(crate) struct ScalePolicy {
     busy: bool,
     /// When the function last became idle (or was installed).
     idle_since: Instant,
+    /// The keep-alive ran out since the function went idle.
+    expired: bool,
     view: Arc<Mutex<PolicyView>>,
 }
 
@@ -57,6 +59,9 @@ fn scaler_config(s: &ScaleSettings) -> ScalerConfig {
         max_instances: s.max_instances.max(1),
         // The last instance is the keep-alive policy's to stop, not the averages'.
         scale_to_zero_grace: Duration::ZERO,
+        stable_window: Duration::from_millis(s.window_ms),
+        // A tenth of the stable window, as Knative's default, and never under a tick.
+        panic_window: Duration::from_millis((s.window_ms / 10).max(1_000)),
         ..ScalerConfig::default()
     }
 }
@@ -85,6 +90,7 @@ impl ScalePolicy {
             seen_request: None,
             busy: false,
             idle_since: now,
+            expired: false,
             view,
         }
     }
@@ -110,11 +116,14 @@ impl Policy for ScalePolicy {
     fn desired(&mut self, stats: &Stats, now: Instant) -> u32 {
         self.refresh_settings();
         let load = stats.in_flight + stats.waiting;
-        self.autoscaler.record(f64::from(load));
+        // The average since the last tick, not the load at this instant: a burst shorter than a
+        // tick must still be seen.
+        self.autoscaler.record(stats.average_load.max(f64::from(load)));
         let at = |t: Instant| t.saturating_duration_since(self.origin);
         // Requests that came and went between two ticks count as activity too.
         if stats.last_request != self.seen_request {
             self.seen_request = stats.last_request;
+            self.expired = false;
             self.autoscaler.request_arrived();
             if !self.busy {
                 let arrived = stats.last_request.unwrap_or(now);
@@ -126,20 +135,28 @@ impl Policy for ScalePolicy {
             self.keep_alive.invocation_ended(at(now));
             self.busy = false;
             self.idle_since = now;
+            self.expired = false;
         } else if !self.busy && load > 0 {
             self.keep_alive.invocation_started(at(now));
             self.busy = true;
+            self.expired = false;
         }
         let decision = self.autoscaler.decide(stats.ready);
         let windows = self.keep_alive.windows();
         let desired = if load > 0 {
             decision.desired.max(1)
-        } else if stats.last_request.is_some()
+        } else if !self.expired
+            && stats.last_request.is_some()
             && windows.loaded_at(now.saturating_duration_since(self.idle_since))
         {
             // Idle but within the keep-alive: scale in as the averages say, keeping one warm.
             decision.desired.max(1)
         } else {
+            // Once the keep-alive has run out, it stays out until the next request: a longer
+            // window set later must not bring back an instance already let go.
+            if now.saturating_duration_since(self.idle_since) > windows.unload_after() {
+                self.expired = true;
+            }
             0
         };
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = PolicyView {
@@ -168,6 +185,7 @@ mod tests {
             max_queue: 10,
             queue_timeout_ms: 1000,
             freeze_ms: 0,
+            window_ms: 60_000,
         }
     }
 
@@ -179,6 +197,7 @@ mod tests {
             in_flight,
             waiting: 0,
             desired: ready,
+            average_load: f64::from(in_flight),
             last_request,
             config: yun_pool::PoolConfig::default(),
         }
@@ -225,6 +244,32 @@ mod tests {
         p.desired(&stats(8, 0, Some(now)), Instant::now());
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(p.desired(&stats(2, 0, Some(now)), Instant::now()), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_between_two_ticks_counts_through_its_average() {
+        let (mut p, _) = policy(settings(60_000, KeepAliveKind::Fixed));
+        let t0 = Instant::now();
+        let mut s = stats(1, 0, Some(t0));
+        // Nothing in flight at the tick, but 10 on average since the last one.
+        s.average_load = 10.0;
+        assert_eq!(p.desired(&s, Instant::now()), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_longer_window_set_after_the_keep_alive_ran_out_does_not_bring_an_instance_back() {
+        let (mut p, shared) = policy(settings(1_000, KeepAliveKind::Fixed));
+        let t0 = Instant::now();
+        assert_eq!(p.desired(&stats(1, 1, Some(t0)), Instant::now()), 1);
+        assert_eq!(p.desired(&stats(1, 0, Some(t0)), Instant::now()), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(p.desired(&stats(1, 0, Some(t0)), Instant::now()), 0);
+        shared.lock().unwrap().idle_ms = 600_000;
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(p.desired(&stats(0, 0, Some(t0)), Instant::now()), 0);
+        // The next request starts over.
+        let t1 = Instant::now();
+        assert_eq!(p.desired(&stats(0, 1, Some(t1)), Instant::now()), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -129,6 +129,7 @@ fn pool_config(s: &ScaleSettings) -> PoolConfig {
         queue_timeout: Duration::from_millis(s.queue_timeout_ms),
         // Unloaded code costs nothing to keep out of memory and milliseconds to bring back.
         freeze_for: Duration::ZERO,
+        max_starting: 1,
     }
 }
 

@@ -68,6 +68,9 @@ pub struct PoolConfig {
     /// An instance scaled in is frozen for this long (no CPU, memory kept) before it is
     /// stopped, and thawed if it is needed again meanwhile; zero stops it at once.
     pub freeze_for: Duration,
+    /// Instances that may be starting at once. Starts compete for the same CPUs: ten at once on
+    /// two cores all finish late, while a queue drains faster through the first few ready.
+    pub max_starting: u32,
 }
 
 impl Default for PoolConfig {
@@ -79,8 +82,14 @@ impl Default for PoolConfig {
             max_queue: 100,
             queue_timeout: Duration::from_secs(30),
             freeze_for: Duration::ZERO,
+            max_starting: default_max_starting(),
         }
     }
+}
+
+/// One start per CPU: a start is mostly CPU work (a sandbox, an interpreter booting).
+pub fn default_max_starting() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(1)
 }
 
 /// Why a request got no instance.
@@ -126,7 +135,7 @@ impl Temperature {
 }
 
 /// What the pool looks like right now, for the policy and for `yun describe`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     pub ready: u32,
     pub starting: u32,
@@ -138,6 +147,9 @@ pub struct Stats {
     pub waiting: u32,
     /// What the policy asked for at its last tick.
     pub desired: u32,
+    /// Requests in flight plus waiting, averaged over time since the previous scaler tick (or
+    /// the pool's start): a burst that came and went between two ticks still counts.
+    pub average_load: f64,
     pub last_request: Option<Instant>,
     pub config: PoolConfig,
 }
@@ -182,6 +194,33 @@ struct State<F: Factory> {
     last_request: Option<Instant>,
     next_id: u64,
     stopped: bool,
+    /// Time integral of the load (requests in flight plus waiting) since `load_since`.
+    load_area: f64,
+    load_changed: Instant,
+    load_since: Instant,
+}
+
+impl<F: Factory> State<F> {
+    fn load(&self) -> u32 {
+        self.slots.iter().map(|s| s.in_flight).sum::<u32>() + self.waiters.len() as u32
+    }
+
+    /// Adds the load up to now to its integral; called before every change to it.
+    fn account(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.load_changed).as_secs_f64();
+        self.load_area += f64::from(self.load()) * dt;
+        self.load_changed = now;
+    }
+
+    /// The average load since the last call, and a fresh start for the next.
+    fn take_average(&mut self, now: Instant) -> f64 {
+        self.account(now);
+        let span = now.saturating_duration_since(self.load_since).as_secs_f64();
+        let average = if span > 0.0 { self.load_area / span } else { f64::from(self.load()) };
+        self.load_area = 0.0;
+        self.load_since = now;
+        average
+    }
 }
 
 struct Shared<F: Factory> {
@@ -239,6 +278,7 @@ impl<F: Factory> Drop for Lease<F> {
         let Some(shared) = self.shared.upgrade() else { return };
         let mut state = shared.lock();
         let now = Instant::now();
+        state.account(now);
         if let Some(slot) = state.slots.iter_mut().find(|s| s.id == self.slot) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
             slot.last_used = now;
@@ -324,6 +364,11 @@ impl<F: Factory> Shared<F> {
             if state.waiters.len() <= spare + coming || total >= state.config.max_instances as usize {
                 return;
             }
+            // Thawing is cheap; a start waits for a start slot unless nothing at all can serve.
+            let can_start = state.starting < state.config.max_starting.max(1) || total == 0;
+            if state.frozen.is_empty() && !can_start {
+                return;
+            }
             // A frozen instance comes back far faster than a new one starts.
             if let Some(frozen) = state.frozen.pop() {
                 let began = Instant::now();
@@ -362,6 +407,7 @@ impl<F: Factory> Shared<F> {
 
     fn started(this: &Arc<Self>, result: Result<F::Instance, F::Error>, took: Duration) {
         let mut state = this.lock();
+        state.account(Instant::now());
         state.starting -= 1;
         match result {
             Ok(instance) => {
@@ -390,8 +436,9 @@ impl<F: Factory> Shared<F> {
         }
     }
 
-    fn stats(state: &State<F>) -> Stats {
+    fn stats(state: &State<F>, average_load: f64) -> Stats {
         Stats {
+            average_load,
             ready: state.slots.iter().filter(|s| s.instance.alive()).count() as u32,
             starting: state.starting,
             frozen: state.frozen.len() as u32,
@@ -430,6 +477,9 @@ impl<F: Factory> Pool<F> {
             last_request: None,
             next_id: 0,
             stopped: false,
+            load_area: 0.0,
+            load_changed: Instant::now(),
+            load_since: Instant::now(),
         };
         Self { shared: Arc::new(Shared { factory, state: Mutex::new(state) }) }
     }
@@ -448,6 +498,7 @@ impl<F: Factory> Pool<F> {
                 return Err(AcquireError::Stopped);
             }
             let now = Instant::now();
+            state.account(now);
             state.last_request = Some(now);
             Shared::prune(&mut state);
             // Waiters go first: a newcomer must not take the capacity an older request waits for.
@@ -475,7 +526,17 @@ impl<F: Factory> Pool<F> {
     pub fn stats(&self) -> Stats {
         let mut state = self.shared.lock();
         Shared::prune(&mut state);
-        Shared::stats(&state)
+        let load = f64::from(state.load());
+        Shared::stats(&state, load)
+    }
+
+    /// [`Self::stats`], with `average_load` over the time since the previous call: the scaler
+    /// tick's view.
+    fn tick_stats(&self) -> Stats {
+        let mut state = self.shared.lock();
+        Shared::prune(&mut state);
+        let average = state.take_average(Instant::now());
+        Shared::stats(&state, average)
     }
 
     /// New limits; they apply from the next request and the next scaler tick.
@@ -511,7 +572,11 @@ impl<F: Factory> Pool<F> {
                     Shared::push_slot(&mut state, f.instance, None);
                 }
                 Some(f) => stopped.push(f.instance),
-                None => Shared::start_one(&self.shared, &mut state, Start::Scale),
+                // The rest start at later ticks, a few at a time (see `max_starting`).
+                None if state.starting < state.config.max_starting.max(1) => {
+                    Shared::start_one(&self.shared, &mut state, Start::Scale)
+                }
+                None => break,
             }
             have += 1;
         }
@@ -578,7 +643,7 @@ impl<F: Factory> Pool<F> {
                 if pool.is_stopped() {
                     return;
                 }
-                let stats = pool.stats();
+                let stats = pool.tick_stats();
                 let desired = policy.desired(&stats, Instant::now());
                 pool.scale_to(desired);
             }

@@ -62,7 +62,8 @@ fn pool(config: PoolConfig, delay_ms: u64) -> (Pool<Arc<Fake>>, Arc<Fake>) {
 }
 
 fn config(concurrency: u32, max: u32) -> PoolConfig {
-    PoolConfig { concurrency, max_instances: max, ..PoolConfig::default() }
+    // Starts unbounded unless a test is about that bound.
+    PoolConfig { concurrency, max_instances: max, max_starting: 100, ..PoolConfig::default() }
 }
 
 #[tokio::test(start_paused = true)]
@@ -283,6 +284,53 @@ async fn stopping_the_pool_stops_frozen_instances_too() {
     assert_eq!(pool.stats().frozen, 1);
     pool.stop();
     assert_eq!(fake.stopped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_are_limited_to_max_starting_at_once_and_the_queue_drains_meanwhile() {
+    let cfg = PoolConfig { max_starting: 2, ..config(1, 10) };
+    let (pool, fake) = pool(cfg, 50);
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let lease = pool.acquire(&format!("r{i}")).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                drop(lease);
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(pool.stats().starting, 2, "two starts at a time");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The first two instances drained the queue while more were starting: fewer than ten.
+    let started = fake.started.load(Ordering::SeqCst);
+    assert!((2..10).contains(&started), "{started}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tick_sees_the_average_load_of_a_burst_that_ended_before_it() {
+    let (pool, _fake) = pool(config(10, 10), 0);
+    let want = Arc::new(Mutex::new(Vec::new()));
+    struct Record(Arc<Mutex<Vec<f64>>>);
+    impl Policy for Record {
+        fn desired(&mut self, stats: &Stats, _now: Instant) -> u32 {
+            self.0.lock().unwrap().push(stats.average_load);
+            1
+        }
+    }
+    let _task = pool.spawn_scaler(Record(want.clone()), Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // 8 requests for half a second, all done before the next tick.
+    let leases: Vec<_> = futures_join_all((0..8).map(|i| pool.clone().acquire_owned(format!("r{i}")))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(leases);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let seen = want.lock().unwrap().clone();
+    let last = *seen.last().unwrap();
+    assert!((3.5..4.5).contains(&last), "8 in flight for half of the second: {seen:?}");
 }
 
 struct Scripted(Arc<Mutex<u32>>);

@@ -256,6 +256,7 @@ fn pool_config(mode: ProcessMode, s: &ScaleSettings) -> yun_pool::PoolConfig {
             max_queue,
             queue_timeout,
             freeze_for: Duration::ZERO,
+            max_starting: yun_pool::default_max_starting(),
         },
         // A Lambda runtime client takes one invocation at a time, whatever the setting says.
         ProcessMode::Lambda | ProcessMode::Http => yun_pool::PoolConfig {
@@ -265,6 +266,7 @@ fn pool_config(mode: ProcessMode, s: &ScaleSettings) -> yun_pool::PoolConfig {
             max_queue,
             queue_timeout,
             freeze_for,
+            max_starting: yun_pool::default_max_starting(),
         },
     }
 }

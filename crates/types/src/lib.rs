@@ -452,6 +452,9 @@ pub struct ScaleSpec {
     /// before it is stopped; 0 stops it at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freeze_ms: Option<u64>,
+    /// The autoscaler's stable window (its panic window is a tenth of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
 }
 
 /// Scaling with every default filled in.
@@ -465,6 +468,7 @@ pub struct ScaleSettings {
     pub max_queue: u32,
     pub queue_timeout_ms: u64,
     pub freeze_ms: u64,
+    pub window_ms: u64,
 }
 
 pub const MAX_INSTANCES: u32 = 1000;
@@ -487,6 +491,7 @@ impl ScaleSpec {
         take(&mut self.max_queue, &patch.max_queue);
         take(&mut self.queue_timeout_ms, &patch.queue_timeout_ms);
         take(&mut self.freeze_ms, &patch.freeze_ms);
+        take(&mut self.window_ms, &patch.window_ms);
     }
 
     pub fn resolve(&self, defaults: &ScaleSettings) -> ScaleSettings {
@@ -499,6 +504,7 @@ impl ScaleSpec {
             max_queue: self.max_queue.unwrap_or(defaults.max_queue),
             queue_timeout_ms: self.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
             freeze_ms: self.freeze_ms.unwrap_or(defaults.freeze_ms),
+            window_ms: self.window_ms.unwrap_or(defaults.window_ms),
         }
     }
 
@@ -536,6 +542,12 @@ impl ScaleSpec {
             return Err(SpecError::Scale(format!(
                 "the queue timeout must be between 1 ms and 15 min, got {} ms",
                 s.queue_timeout_ms
+            )));
+        }
+        if !(6_000..=3_600_000).contains(&s.window_ms) {
+            return Err(SpecError::Scale(format!(
+                "the autoscaling window must be between 6 s and 1 h, got {} ms",
+                s.window_ms
             )));
         }
         if s.freeze_ms > 24 * 3_600_000 {
