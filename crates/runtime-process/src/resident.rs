@@ -365,7 +365,7 @@ impl Resident {
         }
         // Every millisecond between the app listening and yun noticing is cold-start latency
         // the caller waits for; a connect attempt inside the sandbox costs microseconds.
-        let mut pause = Duration::from_micros(250);
+        let mut pause = Duration::from_micros(100);
         let mut exited = self.exited.clone();
         loop {
             let probe = async {
@@ -402,7 +402,8 @@ impl Resident {
                 return Err(self.startup_error(format!("the process did not {what} within {timeout:?}")));
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(2));
+            // A probe costs ~50 µs; noticing late costs every cold start up to the cap.
+            pause = (pause * 2).min(Duration::from_micros(500));
         }
     }
 

@@ -281,6 +281,18 @@ struct Exec {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// A command that is words only (no quotes, variables, redirections or operators) runs
+    /// without `/bin/sh` in between, as the shell itself would run it: the first of these
+    /// paths that exists, with `direct_argv`. Starting a shell first costs a cold start ~0.5 ms.
+    direct: Vec<CString>,
+    direct_argv: Vec<CString>,
+}
+
+/// The words of a command that needs no shell to run, if it is one.
+fn plain_words(command: &str) -> Option<Vec<&str>> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || " ._/,:+@%-".contains(c);
+    let words: Vec<&str> = command.split(' ').filter(|w| !w.is_empty()).collect();
+    (!words.is_empty() && command.chars().all(plain)).then_some(words)
 }
 
 impl Exec {
@@ -293,13 +305,33 @@ impl Exec {
             }
             envp.push(c(&format!("{k}={v}"), "an environment variable")?);
         }
+        let (mut direct, mut direct_argv) = (Vec::new(), Vec::new());
+        if let Some(words) = plain_words(&spec.command) {
+            let program = words[0];
+            if program.contains('/') {
+                direct.push(c(program, "the command")?);
+            } else {
+                let path =
+                    spec.env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+                for dir in path.split(':').filter(|d| d.starts_with('/')) {
+                    direct.push(c(&format!("{}/{program}", dir.trim_end_matches('/')), "the command")?);
+                }
+            }
+            for w in words {
+                direct_argv.push(c(w, "the command")?);
+            }
+        }
         Ok(Exec {
             path: c("/bin/sh", "")?,
             argv: vec![c("sh", "")?, c("-c", "")?, c(&spec.command, "the command")?],
             envp,
+            direct,
+            direct_argv,
         })
     }
 }
+
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [0; 2];
@@ -690,10 +722,23 @@ fn command_main(spec: &HelperSpec, exec: &Exec, filters: &[seccompiler::BpfProgr
     if let Err(msg) = seccomp::apply(filters) {
         die(2, 126, &format!("yun sandbox: {msg}\n"));
     }
-    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = exec.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
+    if !exec.direct.is_empty() {
+        let mut argv: Vec<*const libc::c_char> = exec.direct_argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        for path in &exec.direct {
+            // SAFETY: NULL-terminated arrays of NUL-terminated strings, alive across the call.
+            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            // Like a shell's PATH search: only "not here" moves on; anything else is for
+            // /bin/sh below to run into and report in its own words.
+            if !matches!(errno().raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) {
+                break;
+            }
+        }
+    }
+    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
     // SAFETY: NULL-terminated arrays of NUL-terminated strings, alive across the call.
     unsafe { libc::execve(exec.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     die(2, 127, &format!("yun sandbox: cannot run /bin/sh: {}\n", errno()));
@@ -741,4 +786,35 @@ fn command_setup(spec: &HelperSpec) -> Result<bool, String> {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn only_commands_of_plain_words_skip_the_shell() {
+        assert_eq!(plain_words("./native-http"), Some(vec!["./native-http"]));
+        assert_eq!(
+            plain_words("python3  app.py --port 8080"),
+            Some(vec!["python3", "app.py", "--port", "8080"])
+        );
+        for shell in [
+            "FOO=1 app",
+            "a && b",
+            "echo $HOME",
+            "app > out",
+            "'quoted' x",
+            "a; b",
+            "a | b",
+            "sleep 1 &",
+            "a\tb",
+            "",
+            "   ",
+            "cmd *.py",
+            "~/bin/x",
+        ] {
+            assert_eq!(plain_words(shell), None, "{shell:?} needs /bin/sh");
+        }
+    }
 }
