@@ -21,6 +21,9 @@ use yun_lambda::runtime_api::{Invocation as LambdaOutcome, RuntimeApi, RuntimeEr
 use crate::output::{Attribution, pump};
 use crate::{Body, Invocation, InvokeError, ProcessConfig, ProcessRuntime, base_env};
 
+/// How long after using its spare a revision builds the next one.
+const SPARE_DELAY: Duration = Duration::from_millis(100);
+
 /// The port an isolated app listens on: each instance has its own network namespace, so
 /// every app may take the same one.
 const ISOLATED_PORT: u16 = 8080;
@@ -79,6 +82,9 @@ impl ResidentFactory {
         };
         let (runtime, config, slot) = (self.runtime.clone(), self.config.clone(), self.spare.clone());
         handle.spawn(async move {
+            // Not at once: the instance just started is answering its first requests now, and
+            // building a sandbox takes the CPU they need.
+            tokio::time::sleep(SPARE_DELAY).await;
             let made = Spare::make(&runtime, &config).await;
             let mut spare = slot.spare.lock().unwrap_or_else(|p| p.into_inner());
             match made {
@@ -110,8 +116,11 @@ impl yun_pool::Factory for ResidentFactory {
             Some(spare) => spare,
             None => Spare::make(&self.runtime, &self.config).await?,
         };
+        let launched = Resident::launch(spare, &self.runtime, &self.config, &invocation_id).await;
+        // Only now (and a little later, see `SPARE_DELAY`): building the next spare is ~25 ms
+        // of CPU that would compete with this instance's start, which a request is waiting for.
         self.refill();
-        Resident::launch(spare, &self.runtime, &self.config, &invocation_id).await
+        launched
     }
 }
 
@@ -314,6 +323,7 @@ impl Resident {
 
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let freezer = instance.freezer();
+        let probe = instance.listen_probe(port);
         let memory_exceeded = Arc::new(AtomicBool::new(false));
         tokio::spawn(supervise(
             instance,
@@ -337,7 +347,7 @@ impl Resident {
             client,
             freezer,
         };
-        let ready = resident.wait_ready(config, port).await;
+        let ready = resident.wait_ready(config, port, probe).await;
         to.end(invocation_id);
         if let Err(e) = ready {
             resident.kill();
@@ -348,7 +358,12 @@ impl Resident {
 
     /// Polls until the app accepts connections (or answers its health path), the process
     /// exits, or the startup timeout passes.
-    async fn wait_ready(&self, config: &ProcessConfig, port: u16) -> Result<(), InvokeError> {
+    async fn wait_ready(
+        &self,
+        config: &ProcessConfig,
+        port: u16,
+        probe: yun_sandbox::ListenProbe,
+    ) -> Result<(), InvokeError> {
         let timeout = Duration::from_millis(config.spec.startup_timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
         if let Some(api) = &self.lambda {
@@ -363,27 +378,21 @@ impl Resident {
                 ))),
             };
         }
-        // Every millisecond between the app listening and yun noticing is cold-start latency
-        // the caller waits for; a connect attempt inside the sandbox costs microseconds.
-        let mut pause = Duration::from_micros(100);
+        let Some(path) = &config.spec.health else {
+            return self.wait_listening(config, port, probe, deadline.into_std()).await;
+        };
+        // An HTTP health check goes through the instance's connection pool; Tokio's timers
+        // make its pauses a millisecond at least.
+        let mut pause = Duration::from_millis(1);
         let mut exited = self.exited.clone();
         loop {
             let probe = async {
-                match &config.spec.health {
-                    None => {
-                        let (tx, rx) = oneshot::channel();
-                        self.ops.send(Op::Connect(tx)).is_ok() && matches!(rx.await, Ok(Ok(_)))
-                    }
-                    Some(path) => {
-                        let uri = format!("http://127.0.0.1:{port}{path}");
-                        let req = http::Request::get(uri)
-                            .body(crate::boxed(bytes::Bytes::new()))
-                            .expect("valid request");
-                        match self.client.request(req).await {
-                            Ok(resp) => resp.status().is_success(),
-                            Err(_) => false,
-                        }
-                    }
+                let uri = format!("http://127.0.0.1:{port}{path}");
+                let req =
+                    http::Request::get(uri).body(crate::boxed(bytes::Bytes::new())).expect("valid request");
+                match self.client.request(req).await {
+                    Ok(resp) => resp.status().is_success(),
+                    Err(_) => false,
                 }
             };
             tokio::select! {
@@ -395,15 +404,49 @@ impl Resident {
                 _ = tokio::time::sleep_until(deadline) => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                let what = match &config.spec.health {
-                    Some(p) => format!("answer GET {p} with 2xx"),
-                    None => format!("accept connections on PORT ({port})"),
-                };
-                return Err(self.startup_error(format!("the process did not {what} within {timeout:?}")));
+                return Err(self.startup_error(format!(
+                    "the process did not answer GET {path} with 2xx within {timeout:?}"
+                )));
             }
             tokio::time::sleep(pause).await;
-            // A probe costs ~50 µs; noticing late costs every cold start up to the cap.
-            pause = (pause * 2).min(Duration::from_micros(500));
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+    }
+
+    /// Readiness by TCP connect, probed from a thread of its own (see `ListenProbe`).
+    async fn wait_listening(
+        &self,
+        config: &ProcessConfig,
+        port: u16,
+        probe: yun_sandbox::ListenProbe,
+        deadline: Instant,
+    ) -> Result<(), InvokeError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = oneshot::channel();
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new().name("yun-ready".into()).spawn(move || {
+            let _ = tx.send(probe.wait(deadline, &flag));
+        });
+        if let Err(e) = spawned {
+            return Err(InvokeError::new(ErrorCode::Unavailable, format!("cannot probe readiness: {e}")));
+        }
+        // The probe thread stops at the deadline, or as soon as the process is gone.
+        let _stop = StopOnDrop(stop);
+        let mut exited = self.exited.clone();
+        tokio::select! {
+            ready = rx => match ready {
+                Ok(true) => Ok(()),
+                _ => {
+                    let timeout = Duration::from_millis(config.spec.startup_timeout_ms);
+                    Err(self.startup_error(format!(
+                        "the process did not accept connections on PORT ({port}) within {timeout:?}"
+                    )))
+                }
+            },
+            why = exited.wait_for(|e| e.is_some()) => {
+                let why = why.map(|w| w.clone().unwrap_or_default()).unwrap_or_default();
+                Err(self.startup_error(format!("the process {why} before it was ready")))
+            }
         }
     }
 
@@ -436,6 +479,15 @@ impl Resident {
             ),
             None => InvokeError::new(ErrorCode::BadGateway, fallback),
         }
+    }
+}
+
+/// Tells a probe thread to give up when the wait for it ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -536,6 +536,38 @@ fn spawn_plain(id: u64, label: &str, spec: InstanceSpec) -> Result<Instance, Str
     })
 }
 
+/// Waits for a port in an instance to accept connections, polling every 100 µs from a thread of
+/// its own: Tokio's timers tick in milliseconds, and every millisecond between a program
+/// listening and yun noticing is cold-start time a request waits for. The thread enters the
+/// instance's network namespace once, which is why it is not one of the runtime's.
+pub struct ListenProbe {
+    netns: Option<Arc<OwnedFd>>,
+    port: u16,
+}
+
+impl ListenProbe {
+    /// Blocks until the port accepts a connection (true), or until `deadline` passes or `stop`
+    /// is set (false). Run it on a dedicated thread.
+    pub fn wait(&self, deadline: std::time::Instant, stop: &AtomicBool) -> bool {
+        if let Some(ns) = &self.netns {
+            // SAFETY: setns on this thread only, which exists for this probe.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return false;
+            }
+        }
+        let addr = loopback(self.port);
+        loop {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return true;
+            }
+            if stop.load(Ordering::Relaxed) || std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
+
 /// One function instance.
 pub struct Instance {
     pub stdin: Option<tokio::process::ChildStdin>,
@@ -637,6 +669,12 @@ impl Instance {
             }
             None => TcpStream::connect(loopback(port)).await,
         }
+    }
+
+    /// Something that tells, on a thread of its own, when a program in the instance accepts
+    /// connections on 127.0.0.1:port (see [`ListenProbe::wait`]).
+    pub fn listen_probe(&self, port: u16) -> ListenProbe {
+        ListenProbe { netns: self.netns().cloned(), port }
     }
 
     /// A listener on 127.0.0.1:port inside the instance's network (host loopback with
