@@ -2,8 +2,8 @@
 //! started by the revision's pool when a request finds none free (concurrent cold requests
 //! share a start up to the instance's concurrency) and stopped when the pool scales in.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -171,7 +171,15 @@ pub(crate) struct Resident {
 #[derive(Clone)]
 struct Connector {
     ops: mpsc::UnboundedSender<Op>,
+    first: FirstConnection,
 }
+
+/// The connection the readiness probe made, kept for the request waiting on the cold start: it
+/// saves that request a connection setup. Only used while fresh, since an app may close a
+/// connection left idle.
+type FirstConnection = Arc<Mutex<Option<(std::net::TcpStream, Instant)>>>;
+
+const FIRST_CONNECTION_FRESH: Duration = Duration::from_millis(500);
 
 impl tower_service::Service<http::Uri> for Connector {
     type Response = TokioIo<TcpStream>;
@@ -184,7 +192,16 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let ops = self.ops.clone();
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
         Box::pin(async move {
+            if let Some((stream, made)) = first
+                && made.elapsed() < FIRST_CONNECTION_FRESH
+                && stream.set_nonblocking(true).is_ok()
+                && let Ok(stream) = TcpStream::from_std(stream)
+            {
+                stream.set_nodelay(true)?;
+                return Ok(TokioIo::new(stream));
+            }
             let (tx, rx) = oneshot::channel();
             let gone =
                 || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "the instance has exited");
@@ -324,6 +341,7 @@ impl Resident {
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let freezer = instance.freezer();
         let probe = instance.listen_probe(port);
+        let first: FirstConnection = Arc::default();
         let memory_exceeded = Arc::new(AtomicBool::new(false));
         tokio::spawn(supervise(
             instance,
@@ -335,7 +353,7 @@ impl Resident {
 
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(Connector { ops: ops.clone() });
+            .build(Connector { ops: ops.clone(), first: first.clone() });
         let resident = Self {
             lambda,
             turn: tokio::sync::Mutex::new(()),
@@ -347,7 +365,7 @@ impl Resident {
             client,
             freezer,
         };
-        let ready = resident.wait_ready(config, port, probe).await;
+        let ready = resident.wait_ready(config, port, probe, &first).await;
         to.end(invocation_id);
         if let Err(e) = ready {
             resident.kill();
@@ -363,6 +381,7 @@ impl Resident {
         config: &ProcessConfig,
         port: u16,
         probe: yun_sandbox::ListenProbe,
+        first: &FirstConnection,
     ) -> Result<(), InvokeError> {
         let timeout = Duration::from_millis(config.spec.startup_timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
@@ -379,7 +398,7 @@ impl Resident {
             };
         }
         let Some(path) = &config.spec.health else {
-            return self.wait_listening(config, port, probe, deadline.into_std()).await;
+            return self.wait_listening(config, port, probe, deadline.into_std(), first).await;
         };
         // An HTTP health check goes through the instance's connection pool; Tokio's timers
         // make its pauses a millisecond at least.
@@ -420,6 +439,7 @@ impl Resident {
         port: u16,
         probe: yun_sandbox::ListenProbe,
         deadline: Instant,
+        first: &FirstConnection,
     ) -> Result<(), InvokeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = oneshot::channel();
@@ -435,7 +455,10 @@ impl Resident {
         let mut exited = self.exited.clone();
         tokio::select! {
             ready = rx => match ready {
-                Ok(true) => Ok(()),
+                Ok(Some(stream)) => {
+                    *first.lock().unwrap_or_else(|p| p.into_inner()) = Some((stream, Instant::now()));
+                    Ok(())
+                }
                 _ => {
                     let timeout = Duration::from_millis(config.spec.startup_timeout_ms);
                     Err(self.startup_error(format!(

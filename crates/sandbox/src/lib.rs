@@ -546,22 +546,22 @@ pub struct ListenProbe {
 }
 
 impl ListenProbe {
-    /// Blocks until the port accepts a connection (true), or until `deadline` passes or `stop`
-    /// is set (false). Run it on a dedicated thread.
-    pub fn wait(&self, deadline: std::time::Instant, stop: &AtomicBool) -> bool {
+    /// Blocks until the port accepts a connection and returns it, or until `deadline` passes
+    /// or `stop` is set (None). Run it on a dedicated thread.
+    pub fn wait(&self, deadline: std::time::Instant, stop: &AtomicBool) -> Option<std::net::TcpStream> {
         if let Some(ns) = &self.netns {
             // SAFETY: setns on this thread only, which exists for this probe.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return false;
+                return None;
             }
         }
         let addr = loopback(self.port);
         loop {
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return true;
+            if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                return Some(stream);
             }
             if stop.load(Ordering::Relaxed) || std::time::Instant::now() >= deadline {
-                return false;
+                return None;
             }
             std::thread::sleep(Duration::from_micros(100));
         }
