@@ -556,14 +556,19 @@ impl ListenProbe {
             }
         }
         let addr = loopback(self.port);
+        let began = std::time::Instant::now();
         loop {
             if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
                 return Some(stream);
             }
-            if stop.load(Ordering::Relaxed) || std::time::Instant::now() >= deadline {
+            let now = std::time::Instant::now();
+            if stop.load(Ordering::Relaxed) || now >= deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_micros(100));
+            // Fine-grained while a fast program may be about to listen; a slow starter (an
+            // interpreter importing for seconds) is not worth 10 000 attempts a second.
+            let pause = if now - began < Duration::from_millis(50) { 100 } else { 1000 };
+            std::thread::sleep(Duration::from_micros(pause));
         }
     }
 }
