@@ -63,13 +63,17 @@ async fn rust_lambda_runtime_function_through_boto3_and_http() {
         "r = c.invoke(FunctionName='hello', Payload=json.dumps({'name': 'yun'}), LogType='Tail')\n\
          print(json.dumps({'status': r['StatusCode'], 'version': r['ExecutedVersion'], \
          'error': r.get('FunctionError'), 'payload': json.loads(r['Payload'].read()), \
-         'has_log': 'LogResult' in r}))",
+         'has_log': 'LogResult' in r, \
+         'log': base64.b64decode(r.get('LogResult', '')).decode()}))",
     );
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["version"], "1", "{v}");
     assert_eq!(v["error"], Value::Null, "{v}");
     assert_eq!(v["payload"]["hello"], "yun", "{v}");
     assert_eq!(v["has_log"], true, "LogType=Tail returns the invocation's log: {v}");
+    // As Lambda's, the tail ends with the invocation's REPORT line.
+    let log = v["log"].as_str().unwrap();
+    assert!(log.contains("REPORT Start: ") && log.contains("Status: 200"), "{log}");
 
     // A function error comes back as AWS reports it.
     let v = boto3(

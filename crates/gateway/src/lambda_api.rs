@@ -120,6 +120,31 @@ impl Gateway {
         peer: Option<IpAddr>,
     ) -> Outcome {
         Counters::incr(&self.counters.invocations);
+        // Filed when this returns, so `LogType: Tail` includes it, as Lambda's does.
+        let mut report = crate::report::Report {
+            sink: self.control.log_sink(),
+            function: deployment.revision.function.to_string(),
+            revision: deployment.revision.number,
+            invocation_id: id.to_string(),
+            arrived: Instant::now(),
+            temperature: None,
+            status: 500,
+        };
+        let outcome = self.run_payload_reported(deployment, payload, id, peer, &mut report).await;
+        if matches!(outcome, Outcome::Response(_)) {
+            report.status = 200;
+        }
+        outcome
+    }
+
+    async fn run_payload_reported(
+        &self,
+        deployment: &Deployment,
+        payload: Bytes,
+        id: &str,
+        peer: Option<IpAddr>,
+        report: &mut crate::report::Report,
+    ) -> Outcome {
         let spec = &deployment.revision.spec;
         let timeout = Duration::from_millis(spec.limits.timeout_ms);
         let deadline = Instant::now() + timeout;
@@ -144,7 +169,10 @@ impl Gateway {
                 let body = Full::new(payload).map_err(|never| match never {}).boxed_unsync();
                 let req = request().body(body).expect("valid request");
                 match wasm.invoke(req, Arc::new(RequestCtx::new(id.to_string(), deadline))).await {
-                    Ok(resp) => collect(resp).await,
+                    Ok(resp) => {
+                        report.temperature = resp.extensions().get::<yun_activator::Temperature>().copied();
+                        collect(resp).await
+                    }
                     Err(e) => Err((wasm_error_code(e.kind).as_str().to_string(), e.message)),
                 }
             }
@@ -158,7 +186,10 @@ impl Gateway {
                 };
                 if process.config().spec.mode == yun_types::ProcessMode::Lambda {
                     return match process.invoke_event(payload, inv).await {
-                        Ok(outcome) => outcome,
+                        Ok((outcome, temperature)) => {
+                            report.temperature = Some(temperature);
+                            outcome
+                        }
                         Err(e) if e.code == yun_types::ErrorCode::Timeout => {
                             invoke_api::timeout_outcome(id, timeout)
                         }
@@ -167,7 +198,10 @@ impl Gateway {
                 }
                 let body = Full::new(payload).map_err(|never| match never {}).boxed_unsync();
                 match process.invoke(request().body(body).expect("valid request"), inv).await {
-                    Ok(resp) => collect(resp).await,
+                    Ok(resp) => {
+                        report.temperature = resp.extensions().get::<yun_activator::Temperature>().copied();
+                        collect(resp).await
+                    }
                     Err(e) => Err((e.code.as_str().to_string(), e.message)),
                 }
             }

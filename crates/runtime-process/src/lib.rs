@@ -216,8 +216,12 @@ impl ProcessRevision {
     }
 
     /// `lambda` mode, for the Invoke API: `event` goes to the function as it is and its result
-    /// (or the error it reported) comes back as it is.
-    pub async fn invoke_event(&self, event: Bytes, inv: Invocation) -> Result<LambdaOutcome, InvokeError> {
+    /// (or the error it reported) comes back as it is, with how the invocation started.
+    pub async fn invoke_event(
+        &self,
+        event: Bytes,
+        inv: Invocation,
+    ) -> Result<(LambdaOutcome, Temperature), InvokeError> {
         match (&self.pool, self.config.spec.mode) {
             (Pools::Resident(pool), ProcessMode::Lambda) => {
                 resident::invoke_event(pool, &self.config, event, &inv).await

@@ -741,7 +741,7 @@ pub(crate) async fn invoke_event(
     config: &ProcessConfig,
     event: bytes::Bytes,
     inv: &Invocation,
-) -> Result<LambdaOutcome, InvokeError> {
+) -> Result<(LambdaOutcome, yun_pool::Temperature), InvokeError> {
     let (lease, inv) = ready_instance(pool, inv).await?;
     let inv = &inv;
     let resident: &Resident = lease.instance();
@@ -749,5 +749,5 @@ pub(crate) async fn invoke_event(
         return Err(InvokeError::new(ErrorCode::Internal, "not a lambda-mode function"));
     };
     let _serving = resident.serving(&inv.id);
-    run_event(resident, &api, config, event, inv).await
+    Ok((run_event(resident, &api, config, event, inv).await?, lease.temperature()))
 }
