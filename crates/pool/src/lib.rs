@@ -388,11 +388,10 @@ impl<F: Factory> Shared<F> {
         }
     }
 
-    fn push_slot(state: &mut State<F>, instance: Arc<F::Instance>, fresh: Option<Fresh>) -> u64 {
+    fn push_slot(state: &mut State<F>, instance: Arc<F::Instance>, fresh: Option<Fresh>) {
         let id = state.next_id;
         state.next_id += 1;
         state.slots.push(Slot { id, instance, in_flight: 0, last_used: Instant::now(), fresh });
-        id
     }
 
     fn start_one(this: &Arc<Self>, state: &mut State<F>, why: Start) {
