@@ -117,8 +117,9 @@ impl Policy for ScalePolicy {
         self.refresh_settings();
         let load = stats.in_flight + stats.waiting;
         // The average since the last tick, not the load at this instant: a burst shorter than a
-        // tick must still be seen.
-        self.autoscaler.record(stats.average_load.max(f64::from(load)));
+        // tick must still be seen, and a request that happens to be in flight at the tick must
+        // not count as a whole tick of load.
+        self.autoscaler.record(stats.average_load);
         let at = |t: Instant| t.saturating_duration_since(self.origin);
         // Requests that came and went between two ticks count as activity too.
         if stats.last_request != self.seen_request {
