@@ -163,7 +163,7 @@ impl WasmRevision {
         match self.pool.acquire("").await {
             Ok(_lease) => Ok(()),
             Err(AcquireError::Start(e)) => Err(ActivateError::Load(e.to_string())),
-            Err(e) => Err(ActivateError::Load(format!("{e:?}"))),
+            Err(e) => Err(ActivateError::Load(acquire_error(e).message)),
         }
     }
 

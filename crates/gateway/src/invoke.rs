@@ -46,15 +46,8 @@ impl Gateway {
         let Some(deployment) = self.activator.lookup(name) else {
             return fail(&invocation_id, None, ErrorCode::NotFound, format!("no function named {name}"));
         };
-        let report = crate::report::Report {
-            sink: self.control.log_sink(),
-            function: name.to_string(),
-            revision: deployment.revision.number,
-            invocation_id: invocation_id.clone(),
-            arrived,
-            temperature: None,
-            status: 0,
-        };
+        let mut report = crate::report::Report::new(self.control.log_sink(), &deployment, &invocation_id, 0);
+        report.arrived = arrived;
         let response = self.invoke_deployment(req, &deployment, name, path, peer, invocation_id).await;
         crate::report::attach(response, report)
     }

@@ -121,15 +121,7 @@ impl Gateway {
     ) -> Outcome {
         Counters::incr(&self.counters.invocations);
         // Filed when this returns, so `LogType: Tail` includes it, as Lambda's does.
-        let mut report = crate::report::Report {
-            sink: self.control.log_sink(),
-            function: deployment.revision.function.to_string(),
-            revision: deployment.revision.number,
-            invocation_id: id.to_string(),
-            arrived: Instant::now(),
-            temperature: None,
-            status: 500,
-        };
+        let mut report = crate::report::Report::new(self.control.log_sink(), deployment, id, 500);
         let outcome = self.run_payload_reported(deployment, payload, id, peer, &mut report).await;
         if matches!(outcome, Outcome::Response(_)) {
             report.status = 200;

@@ -29,6 +29,27 @@ pub(crate) struct Report {
     pub status: u16,
 }
 
+impl Report {
+    /// The report of one invocation of `deployment`'s revision, arrived now; `status` is what it
+    /// says until the outcome is known.
+    pub fn new(
+        sink: Arc<dyn LogSink>,
+        deployment: &yun_activator::Deployment,
+        invocation_id: &str,
+        status: u16,
+    ) -> Self {
+        Report {
+            sink,
+            function: deployment.revision.function.to_string(),
+            revision: deployment.revision.number,
+            invocation_id: invocation_id.to_string(),
+            arrived: Instant::now(),
+            temperature: None,
+            status,
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
