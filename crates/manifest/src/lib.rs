@@ -1,0 +1,1 @@
+//! The app manifest, yun.toml (skeleton; being written).

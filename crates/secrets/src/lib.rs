@@ -1,0 +1,1 @@
+//! Secrets sealed at rest (skeleton; being written).

@@ -1,0 +1,1 @@
+//! Traffic between a function's revisions (skeleton; being written).
