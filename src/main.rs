@@ -71,6 +71,10 @@ enum Command {
     Logs(commands::logs::Args),
     /// Set how a function scales: min/max instances, concurrency, keep-alive, queue.
     Scale(commands::scale::Args),
+    /// Scaffold a function (with its yun.toml) from a template.
+    New(commands::new::Args),
+    /// Build the app's functions (Rust ones for wasm32-wasip2, with cargo).
+    Build(commands::build::Args),
     /// Replay an invocation trace (Azure Functions 2019 format) against the keep-alive policies.
     Sim(commands::sim::Args),
     /// Internal: compile an upload in an isolated child process.
@@ -108,6 +112,8 @@ fn main() -> ExitCode {
             Command::Rm(args) => commands::rm::run(&cli.global, args).await,
             Command::Logs(args) => commands::logs::run(&cli.global, args).await,
             Command::Scale(args) => commands::scale::run(&cli.global, args).await,
+            Command::New(args) => commands::new::run(&cli.global, args).await,
+            Command::Build(args) => commands::build::run(&cli.global, args).await,
             Command::Sim(args) => commands::sim::run(&cli.global, args).await,
             Command::Compile(_) | Command::Sandbox(_) => unreachable!("handled before the runtime starts"),
         }
