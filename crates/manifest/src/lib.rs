@@ -226,10 +226,15 @@ pub struct RouteDef {
     pub tag: Option<String>,
 }
 
+/// Why a manifest could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
     #[error("reading {}: {source}", file.display())]
     Read { file: PathBuf, source: std::io::Error },
+    /// Bad syntax, a wrong type, an unknown key or an invalid value. `line` and `column` are
+    /// 1-based (columns in characters); `field` is the dotted path, e.g.
+    /// `functions.hello.memory` or `routes[0].function`.
     #[error("{}:{line}:{column}: {field}: {message}", file.display())]
     Invalid { file: PathBuf, line: usize, column: usize, field: String, message: String },
 }
