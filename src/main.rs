@@ -69,6 +69,20 @@ enum Command {
     Rm(commands::rm::Args),
     /// Show what a function's guests printed.
     Logs(commands::logs::Args),
+    /// List a function's revisions with their code, configuration, traffic and tags.
+    Revisions(commands::revisions::Args),
+    /// Divide a function's traffic among revisions (`3=90 4=10`), with stickiness or a rollout.
+    Traffic(commands::traffic::Args),
+    /// Send all traffic back to the stable or previous revision at once.
+    Rollback(commands::rollback::Args),
+    /// Point a tag (with its own URL) at a revision, or remove it.
+    Tag(commands::tag::Args),
+    /// Custom routes from paths and hosts to functions.
+    Route(commands::route::Args),
+    /// Secrets, encrypted at rest, given to functions as environment variables.
+    Secret(commands::secret::Args),
+    /// Make the server's functions and routes what yun.toml declares.
+    Apply(commands::apply::Args),
     /// Set how a function scales: min/max instances, concurrency, keep-alive, queue.
     Scale(commands::scale::Args),
     /// Scaffold a function (with its yun.toml) from a template.
@@ -111,6 +125,13 @@ fn main() -> ExitCode {
             Command::Describe(args) => commands::describe::run(&cli.global, args).await,
             Command::Rm(args) => commands::rm::run(&cli.global, args).await,
             Command::Logs(args) => commands::logs::run(&cli.global, args).await,
+            Command::Revisions(args) => commands::revisions::run(&cli.global, args).await,
+            Command::Traffic(args) => commands::traffic::run(&cli.global, args).await,
+            Command::Rollback(args) => commands::rollback::run(&cli.global, args).await,
+            Command::Tag(args) => commands::tag::run(&cli.global, args).await,
+            Command::Route(args) => commands::route::run(&cli.global, args).await,
+            Command::Secret(args) => commands::secret::run(&cli.global, args).await,
+            Command::Apply(args) => commands::apply::run(&cli.global, args).await,
             Command::Scale(args) => commands::scale::run(&cli.global, args).await,
             Command::New(args) => commands::new::run(&cli.global, args).await,
             Command::Build(args) => commands::build::run(&cli.global, args).await,

@@ -1,6 +1,8 @@
 //! `yun deploy NAME PATH`: upload a component (validated and precompiled) or, with
 //! `--runtime process`, a directory or archive of code (unpacked read-only), then make it the
-//! function's new revision.
+//! function's new revision, taking all traffic at once or, with `--rollout`, step by step.
+//! `yun deploy` without arguments builds and applies the app in the current directory's
+//! yun.toml.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,11 +19,16 @@ use crate::client::{Client, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Function name (lowercase letters, digits, '-').
-    name: String,
+    /// Function name (lowercase letters, digits, '-'). Without it, the app in yun.toml is
+    /// built and applied.
+    #[arg(requires = "file")]
+    name: Option<String>,
     /// The component (.wasm) built for the wasi:http/proxy world; with `--runtime process`, a
     /// directory or a .tar.gz/.zip of the function's code.
-    file: PathBuf,
+    file: Option<PathBuf>,
+    /// The app manifest deployed when no NAME is given.
+    #[arg(short = 'f', long, default_value = "yun.toml", conflicts_with = "name")]
+    manifest: PathBuf,
     /// wasm: a wasi:http component; process: a program run as a sandboxed OS process.
     #[arg(long, default_value = "wasm", value_parser = ["wasm", "process"])]
     runtime: String,
@@ -65,6 +72,12 @@ pub struct Args {
     /// per-request: a fresh instance for every request; reuse: warm instances serve many.
     #[arg(long, default_value = "reuse")]
     instance: InstanceMode,
+    /// A secret as an environment variable (repeatable): `DB_PASSWORD` (same name) or
+    /// `DATABASE_URL=db-url`. Set secrets with `yun secret set`.
+    #[arg(long = "secret", value_name = "ENV[=SECRET]")]
+    secrets: Vec<String>,
+    #[command(flatten)]
+    rollout: super::traffic::RolloutArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -75,30 +88,42 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not K=V"))
 }
 
-pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    yun_types::FunctionName::new(args.name.clone())?;
-    let process = args.runtime == "process";
+/// Uploads a function's artifact (a component, or a code directory or archive) and returns its
+/// digest. The server keeps artifacts by digest, so sending one it has costs no compile.
+pub async fn upload(client: &Client, file: &std::path::Path, process: bool) -> anyhow::Result<String> {
     let (bytes, content_type) = if process {
-        (code_archive(&args.file)?, "application/gzip")
+        (code_archive(file)?, "application/gzip")
     } else {
-        if args.file.is_dir() {
-            bail!("{} is a directory: deploy it with --runtime process", args.file.display());
+        if file.is_dir() {
+            bail!("{} is a directory: deploy it with --runtime process", file.display());
         }
-        (
-            std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?,
-            "application/wasm",
-        )
+        (std::fs::read(file).with_context(|| format!("reading {}", file.display()))?, "application/wasm")
     };
     if bytes.is_empty() {
-        bail!("{} is empty", args.file.display());
+        bail!("{} is empty", file.display());
     }
-    let client = Client::new(global)?;
     let artifact = client
         .call(client.request(Method::POST, "/v1/artifacts").header("content-type", content_type).body(bytes))
         .await?;
+    Ok(artifact["digest"].as_str().unwrap_or_default().to_string())
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let (Some(name), Some(file)) = (args.name.clone(), args.file.clone()) else {
+        return super::apply::apply(global, &args.manifest, false, false, true).await;
+    };
+    yun_types::FunctionName::new(name.clone())?;
+    let process = args.runtime == "process";
+    let client = Client::new(global)?;
+    let digest = upload(&client, &file, process).await?;
     let env: BTreeMap<String, String> = args.env.into_iter().collect();
+    let mut secrets = BTreeMap::new();
+    for s in &args.secrets {
+        let (var, secret) = s.split_once('=').unwrap_or((s, s));
+        secrets.insert(var.to_string(), secret.to_string());
+    }
     let spec = json!({
-        "artifact": artifact["digest"],
+        "artifact": digest,
         "limits": Limits {
             memory_bytes: args.memory,
             timeout_ms: args.timeout.as_millis() as u64,
@@ -116,14 +141,21 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             "startup_timeout_ms": args.startup_timeout.as_millis() as u64,
             "idle_timeout_ms": args.idle_timeout.as_millis() as u64,
         })),
+        "secrets": secrets,
     });
-    let revision = client
-        .call(client.request(Method::POST, &format!("/v1/functions/{}/revisions", args.name)).json(&spec))
-        .await?;
+    let path = format!("/v1/functions/{name}/revisions{}", args.rollout.query());
+    let revision = client.call(client.request(Method::POST, &path).json(&spec)).await?;
     if global.json {
         print_json(&revision);
     } else {
-        println!("deployed {} revision {}", args.name, revision["revision"]);
+        println!("deployed {name} revision {}", revision["revision"]);
+        if let Some(d) = args.rollout.rollout {
+            println!(
+                "  rollout {}% now, all of it over {} unless it fails (`yun describe {name}` shows progress)",
+                revision["traffic_percent"],
+                humantime::format_duration(d)
+            );
+        }
         println!("  digest  {}", revision["digest"].as_str().unwrap_or("-"));
         println!("  url     {}", revision["url"].as_str().unwrap_or("-"));
     }

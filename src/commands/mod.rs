@@ -1,5 +1,6 @@
 //! One module per CLI verb.
 
+pub mod apply;
 pub mod build;
 pub mod compile;
 pub mod deploy;
@@ -8,8 +9,14 @@ pub mod invoke;
 pub mod logs;
 pub mod ls;
 pub mod new;
+pub mod revisions;
 pub mod rm;
+pub mod rollback;
+pub mod route;
 pub mod sandbox;
 pub mod scale;
+pub mod secret;
 pub mod sim;
+pub mod tag;
+pub mod traffic;
 pub mod up;
