@@ -132,6 +132,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         InstancePolicy { idle_timeout: args.instance_idle, ..InstancePolicy::default() },
     ));
 
+    // Secrets are sealed with the data directory's key: a key that is unreadable or too open is
+    // an error now, not at the first deploy that needs it.
+    let keyring = yun_control_plane::Keyring::open_or_create(&data_dir.join("secret.key"))
+        .context("opening the secrets key")?;
+
     // Everything that can be checked has been; only now take the port.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -148,10 +153,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         public_url: format!("http://{addr}"),
         limits: ApiLimits { max_artifact_bytes: args.max_artifact_size, ..ApiLimits::default() },
         shutdown: shutdown.receiver(),
+        keyring,
+        router: Arc::new(yun_control_plane::LiveRouter::new(&args.base_domain)),
     }));
-    let restored = control.restore().context("restoring functions from the data directory")?;
+    let restored = control.restore().await.context("restoring functions from the data directory")?;
+    control.spawn_rollout_controller();
     let gateway = Arc::new(Gateway::new(
-        yun_router::Router::new(&args.base_domain),
         activator,
         control,
         counters,

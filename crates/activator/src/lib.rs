@@ -1,8 +1,9 @@
 //! The routing table of live revisions, and the cold path: bringing a revision's instances up
 //! when a request finds none free, whether it is a wasm component or a process function.
 //!
-//! The control plane tells the activator which revision of each function serves and how it
-//! scales; the gateway asks it, per request, for that revision ready to run. Each revision has
+//! The control plane tells the activator how each function's traffic divides among its
+//! revisions (its split, stickiness and tags) and how it scales; the gateway asks it, per
+//! request, for the revision that request goes to, ready to run. Each revision has
 //! a pool of instances (crates/pool) whose size a policy sets (the autoscaler and keep-alive,
 //! `scaling.rs`): a request that finds no free instance waits in the pool's bounded queue while
 //! one starts (a wasm revision is loaded from its precompiled code, or compiled if the cache
@@ -45,13 +46,27 @@ impl Default for InstancePolicy {
     }
 }
 
-/// The revision that serves a function, and its pool, made on first use.
+/// One revision of a function that traffic or a tag routes to, and its pool, made on first use.
 pub struct Deployment {
     pub revision: Revision,
     loaded: OnceCell<Loaded>,
     /// Read by the pool's policy at every tick, so `yun scale` applies without a redeploy.
     scale: Arc<Mutex<ScaleSettings>>,
     view: Arc<Mutex<PolicyView>>,
+    /// What its invocations did since the rollout controller last looked.
+    pub outcomes: yun_traffic::Outcomes,
+    secrets: Secrets,
+}
+
+/// A revision's secrets, resolved to values when its deployment is made.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub env: Vec<(String, String)>,
+    /// Takes the values out of the guest's log lines.
+    pub redactor: yun_secrets::Redactor,
+    /// Identifies the values, so a rotated secret gets a fresh deployment and an unchanged one
+    /// keeps its warm instances.
+    pub fingerprint: u64,
 }
 
 impl Deployment {
@@ -72,6 +87,25 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    fn apply_scale(&self, settings: ScaleSettings) {
+        *self.scale.lock().unwrap_or_else(|p| p.into_inner()) = settings.clone();
+        match self.loaded.get() {
+            Some(Loaded::Wasm(w)) => w.set_scale(&settings),
+            Some(Loaded::Process(p)) => p.set_scale(&settings),
+            None => {}
+        }
+    }
+
+    /// The guest's environment: its own variables, then its secrets.
+    fn env(&self) -> Vec<(String, String)> {
+        let spec = &self.revision.spec;
+        let mut env: Vec<(String, String)> = spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.extend(self.secrets.env.iter().cloned());
+        env
+    }
+}
+
 impl Drop for Deployment {
     fn drop(&mut self) {
         // Nothing routes here any more and the last request on it has finished.
@@ -79,6 +113,55 @@ impl Drop for Deployment {
             w.stop();
         }
     }
+}
+
+/// A function's live routing: how requests divide among its revisions, its tags, and a
+/// deployment for every revision either routes to.
+pub struct Service {
+    pub function: yun_types::Function,
+    split: yun_types::Split,
+    deployments: HashMap<u64, Arc<Deployment>>,
+}
+
+/// Why a request found no revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    UnknownTag(String),
+}
+
+impl Service {
+    /// The deployment one request goes to: the tag's revision when the address names a tag,
+    /// else one drawn from the split (by the sticky key when the request carries one).
+    pub fn pick(&self, tag: Option<&str>, headers: &http::HeaderMap) -> Result<Arc<Deployment>, Miss> {
+        let revision = match tag {
+            Some(tag) => *self.function.tags.get(tag).ok_or_else(|| Miss::UnknownTag(tag.to_string()))?,
+            None => {
+                let key = self.function.sticky.as_ref().and_then(|s| s.key(headers));
+                self.split.pick(key)
+            }
+        };
+        Ok(self.deployments.get(&revision).expect("every routed revision has a deployment").clone())
+    }
+
+    pub fn deployment(&self, revision: u64) -> Option<&Arc<Deployment>> {
+        self.deployments.get(&revision)
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.deployments.values()
+    }
+
+    /// The deployment of the stable revision (all traffic's, when there is no split).
+    pub fn primary(&self) -> Option<&Arc<Deployment>> {
+        self.deployments.get(&self.function.active_revision).or_else(|| self.deployments.values().next())
+    }
+}
+
+/// A new routing for a function, with the deployments it needs that did not exist before (to
+/// be warmed before the routing takes traffic).
+pub struct Prepared {
+    service: Arc<Service>,
+    pub fresh: Vec<Arc<Deployment>>,
 }
 
 /// A revision ready to serve, by runtime.
@@ -144,7 +227,7 @@ pub struct Activator {
     log_sink: Arc<dyn LogSink>,
     counters: Arc<Counters>,
     policy: InstancePolicy,
-    table: RwLock<HashMap<String, Arc<Deployment>>>,
+    table: RwLock<HashMap<String, Arc<Service>>>,
 }
 
 impl Activator {
@@ -174,30 +257,61 @@ impl Activator {
         &self.runtime
     }
 
-    /// Routes the function's traffic to `revision`, scaled as `scale` says. Requests already
-    /// holding the previous deployment finish on it.
-    pub fn install(&self, revision: Revision, scale: &ScaleSpec) -> Arc<Deployment> {
-        let settings = scale.resolve(&scale_defaults(&revision));
-        let deployment = Arc::new(Deployment {
-            revision,
-            loaded: OnceCell::new(),
-            scale: Arc::new(Mutex::new(settings)),
-            view: Arc::default(),
-        });
-        let name = deployment.revision.function.to_string();
-        self.table.write().unwrap_or_else(|p| p.into_inner()).insert(name, deployment.clone());
-        deployment
+    /// The routing `function` asks for, over `revisions` (every revision it routes to, with its
+    /// secrets resolved). Deployments already serving a revision with the same secrets are
+    /// kept, warm; the rest are new and returned in `fresh`. Nothing changes until [`Self::commit`].
+    pub fn prepare(&self, function: &yun_types::Function, revisions: Vec<(Revision, Secrets)>) -> Prepared {
+        let current = self.lookup(function.name.as_str());
+        let settings_for = |revision: &Revision| function.scale.resolve(&scale_defaults(revision));
+        let mut deployments = HashMap::new();
+        let mut fresh = Vec::new();
+        for (revision, secrets) in revisions {
+            let number = revision.number;
+            let kept = current
+                .as_ref()
+                .and_then(|c| c.deployments.get(&number))
+                .filter(|d| d.secrets.fingerprint == secrets.fingerprint && d.revision == revision);
+            let deployment = match kept {
+                Some(d) => {
+                    d.apply_scale(settings_for(&d.revision));
+                    d.clone()
+                }
+                None => {
+                    let d = Arc::new(Deployment {
+                        scale: Arc::new(Mutex::new(settings_for(&revision))),
+                        revision,
+                        loaded: OnceCell::new(),
+                        view: Arc::default(),
+                        outcomes: yun_traffic::Outcomes::new(),
+                        secrets,
+                    });
+                    fresh.push(d.clone());
+                    d
+                }
+            };
+            deployments.insert(number, deployment);
+        }
+        let split = function.split();
+        for n in function.routed_revisions() {
+            assert!(deployments.contains_key(&n), "revision {n} is routed to but was not given");
+        }
+        Prepared { service: Arc::new(Service { function: function.clone(), split, deployments }), fresh }
     }
 
-    /// New scaling settings for the function's serving revision, applied at once.
+    /// Puts a prepared routing in force. Requests already holding a deployment it drops finish
+    /// on it.
+    pub fn commit(&self, prepared: Prepared) -> Arc<Service> {
+        let name = prepared.service.function.name.to_string();
+        let service = prepared.service;
+        self.table.write().unwrap_or_else(|p| p.into_inner()).insert(name, service.clone());
+        service
+    }
+
+    /// New scaling settings for every deployment of the function, applied at once.
     pub fn set_scale(&self, function: &str, scale: &ScaleSpec) {
-        let Some(deployment) = self.lookup(function) else { return };
-        let settings = scale.resolve(&scale_defaults(&deployment.revision));
-        *deployment.scale.lock().unwrap_or_else(|p| p.into_inner()) = settings.clone();
-        match deployment.loaded.get() {
-            Some(Loaded::Wasm(w)) => w.set_scale(&settings),
-            Some(Loaded::Process(p)) => p.set_scale(&settings),
-            None => {}
+        let Some(service) = self.lookup(function) else { return };
+        for deployment in service.deployments.values() {
+            deployment.apply_scale(scale.resolve(&scale_defaults(&deployment.revision)));
         }
     }
 
@@ -205,9 +319,14 @@ impl Activator {
         self.table.write().unwrap_or_else(|p| p.into_inner()).remove(function);
     }
 
-    /// The deployment serving `function`, if any: the per-request lookup.
-    pub fn lookup(&self, function: &str) -> Option<Arc<Deployment>> {
+    /// The function's live routing, if any: the per-request lookup.
+    pub fn lookup(&self, function: &str) -> Option<Arc<Service>> {
         self.table.read().unwrap_or_else(|p| p.into_inner()).get(function).cloned()
+    }
+
+    /// Every function's live routing (for the rollout controller and status views).
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
     /// The deployment's revision ready to take requests: its pool, made on first use, with the
@@ -258,10 +377,11 @@ impl Activator {
                 revision: revision.number,
                 code_dir,
                 spec: process.clone(),
-                env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                env: deployment.env(),
                 memory_bytes: spec.limits.memory_bytes,
                 timeout: Duration::from_millis(spec.limits.timeout_ms),
                 outbound: !spec.allow_outbound.is_empty(),
+                log_sink: self.sink_for(deployment),
             };
             let runtime = self.process.clone().map_err(ActivateError::ProcessesDisabled)?;
             let process = Arc::new(ProcessRevision::new(runtime, config, &settings));
@@ -274,26 +394,49 @@ impl Activator {
             sandbox: self.sandbox.clone(),
             counters: self.counters.clone(),
             revision: revision.clone(),
-            config: Arc::new(self.config(revision)),
+            config: Arc::new(self.config(deployment)),
         };
         let wasm = Arc::new(WasmRevision::new(loader, &settings));
         wasm.spawn_scaler(policy(), scaling::TICK);
         Ok(Loaded::Wasm(wasm))
     }
 
-    fn config(&self, revision: &Revision) -> RevisionConfig {
+    /// Where the guest's lines go: the function's logs, with its secrets' values taken out.
+    fn sink_for(&self, deployment: &Deployment) -> Arc<dyn LogSink> {
+        if deployment.secrets.redactor.is_empty() {
+            return self.log_sink.clone();
+        }
+        Arc::new(Redacting { inner: self.log_sink.clone(), redactor: deployment.secrets.redactor.clone() })
+    }
+
+    fn config(&self, deployment: &Deployment) -> RevisionConfig {
+        let revision = &deployment.revision;
         let spec = &revision.spec;
         RevisionConfig {
             function: revision.function.as_str().into(),
             revision: revision.number,
-            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: deployment.env(),
             allow_outbound: spec.allow_outbound.clone(),
             memory_bytes: spec.limits.memory_bytes,
             timeout: Duration::from_millis(spec.limits.timeout_ms),
             mode: spec.instance,
             max_reuse: self.policy.max_reuse,
             idle_timeout: self.policy.idle_timeout,
-            log_sink: self.log_sink.clone(),
+            log_sink: self.sink_for(deployment),
         }
+    }
+}
+
+struct Redacting {
+    inner: Arc<dyn LogSink>,
+    redactor: yun_secrets::Redactor,
+}
+
+impl LogSink for Redacting {
+    fn emit(&self, mut entry: yun_telemetry::LogEntry) {
+        if let std::borrow::Cow::Owned(line) = self.redactor.redact(&entry.line) {
+            entry.line = line;
+        }
+        self.inner.emit(entry);
     }
 }

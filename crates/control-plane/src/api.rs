@@ -4,7 +4,8 @@
 use http::Method;
 use yun_types::{ErrorCode, FunctionName};
 
-/// Every management route as `(method, path pattern)`; `{name}` is a function name.
+/// Every management route as `(method, path pattern)`; `{name}` is a function name, `{tag}` a
+/// tag, `{secret}` a secret's name.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/status"),
     ("POST", "/v1/artifacts"),
@@ -15,6 +16,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/functions/{name}/revisions"),
     ("GET", "/v1/functions/{name}/logs"),
     ("PATCH", "/v1/functions/{name}/scale"),
+    ("PUT", "/v1/functions/{name}/traffic"),
+    ("POST", "/v1/functions/{name}/rollback"),
+    ("PUT", "/v1/functions/{name}/tags/{tag}"),
+    ("DELETE", "/v1/functions/{name}/tags/{tag}"),
+    ("GET", "/v1/routes"),
+    ("POST", "/v1/routes"),
+    ("DELETE", "/v1/routes"),
+    ("GET", "/v1/secrets"),
+    ("PUT", "/v1/secrets/{secret}"),
+    ("DELETE", "/v1/secrets/{secret}"),
+    ("POST", "/v1/apply"),
 ];
 
 /// What a management request asks for, parsed once at the boundary.
@@ -30,6 +42,27 @@ pub enum Command {
     Logs(FunctionName, LogQuery),
     /// Changes how the function scales (the fields given; the rest stay as they are).
     SetScale(FunctionName),
+    /// Divides traffic among revisions, sets stickiness, or starts a rollout.
+    SetTraffic(FunctionName),
+    Rollback(FunctionName),
+    SetTag(FunctionName, String),
+    DeleteTag(FunctionName, String),
+    ListRoutes,
+    AddRoute,
+    /// The route with this host (None: any host) and path pattern.
+    DeleteRoute {
+        host: Option<String>,
+        path: String,
+    },
+    ListSecrets,
+    SetSecret(String),
+    DeleteSecret(String),
+    /// Reconciles the app described in the body: with `dry_run`, only says what would change;
+    /// with `prune`, also removes what the description no longer names.
+    Apply {
+        dry_run: bool,
+        prune: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,14 +85,16 @@ impl ApiError {
     }
 }
 
-fn matches<'a>(pattern: &str, path: &'a str) -> Option<Option<&'a str>> {
-    let mut name = None;
+/// The path's `{name}` and the other `{...}` segment, when it matches the pattern.
+fn matches<'a>(pattern: &str, path: &'a str) -> Option<(Option<&'a str>, Option<&'a str>)> {
+    let (mut name, mut other) = (None, None);
     let mut p = pattern.split('/');
     let mut s = path.split('/');
     loop {
         match (p.next(), s.next()) {
-            (None, None) => return Some(name),
+            (None, None) => return Some((name, other)),
             (Some("{name}"), Some(seg)) if !seg.is_empty() => name = Some(seg),
+            (Some(a), Some(seg)) if a.starts_with('{') && !seg.is_empty() => other = Some(seg),
             (Some(a), Some(b)) if a == b => {}
             _ => return None,
         }
@@ -71,7 +106,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     let mut path_matched = false;
     for (m, pattern) in ROUTES {
-        let Some(name) = matches(pattern, path) else { continue };
+        let Some((name, other)) = matches(pattern, path) else { continue };
         path_matched = true;
         if method.as_str() != *m {
             continue;
@@ -80,6 +115,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             .map(|n| FunctionName::new(n).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string())))
             .transpose()?;
         let need = || name.clone().expect("pattern has {name}");
+        let other = || other.expect("pattern has a second parameter").to_string();
         return Ok(match (*m, *pattern) {
             ("GET", "/v1/status") => Command::Status,
             ("POST", "/v1/artifacts") => Command::UploadArtifact,
@@ -90,6 +126,17 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             ("POST", "/v1/functions/{name}/revisions") => Command::CreateRevision(need()),
             ("GET", "/v1/functions/{name}/logs") => Command::Logs(need(), parse_log_query(query)?),
             ("PATCH", "/v1/functions/{name}/scale") => Command::SetScale(need()),
+            ("PUT", "/v1/functions/{name}/traffic") => Command::SetTraffic(need()),
+            ("POST", "/v1/functions/{name}/rollback") => Command::Rollback(need()),
+            ("PUT", "/v1/functions/{name}/tags/{tag}") => Command::SetTag(need(), other()),
+            ("DELETE", "/v1/functions/{name}/tags/{tag}") => Command::DeleteTag(need(), other()),
+            ("GET", "/v1/routes") => Command::ListRoutes,
+            ("POST", "/v1/routes") => Command::AddRoute,
+            ("DELETE", "/v1/routes") => parse_route_key(query)?,
+            ("GET", "/v1/secrets") => Command::ListSecrets,
+            ("PUT", "/v1/secrets/{secret}") => Command::SetSecret(other()),
+            ("DELETE", "/v1/secrets/{secret}") => Command::DeleteSecret(other()),
+            ("POST", "/v1/apply") => parse_apply(query)?,
             _ => unreachable!("every route in ROUTES has a command"),
         });
     }
@@ -98,6 +145,42 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
     } else {
         Err(ApiError::new(ErrorCode::NotFound, format!("no API route {path}")))
     }
+}
+
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
+fn parse_route_key(query: Option<&str>) -> Result<Command, ApiError> {
+    let (mut host, mut path) = (None, None);
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "host" if !v.is_empty() => host = Some(v),
+            "host" => {}
+            "path" => path = Some(v),
+            _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
+        }
+    }
+    let path = path.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            "say which route: ?path=PATTERN (and &host=HOST for a host route)",
+        )
+    })?;
+    Ok(Command::DeleteRoute { host, path })
+}
+
+fn parse_apply(query: Option<&str>) -> Result<Command, ApiError> {
+    let (mut dry_run, mut prune) = (false, false);
+    for (k, v) in query_pairs(query) {
+        let on = matches!(v.as_str(), "" | "true" | "1");
+        match k.as_str() {
+            "dry_run" => dry_run = on,
+            "prune" => prune = on,
+            _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
+        }
+    }
+    Ok(Command::Apply { dry_run, prune })
 }
 
 fn parse_log_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
@@ -149,6 +232,28 @@ mod tests {
         assert_eq!(
             parse(&Method::GET, "/v1/functions/a/logs", Some("since=5&follow=true&limit=3")),
             Ok(Command::Logs(name("a"), LogQuery { since_ms: 5, limit: 3, follow: true }))
+        );
+        assert_eq!(
+            parse(&Method::PUT, "/v1/functions/a/tags/prod", None),
+            Ok(Command::SetTag(name("a"), "prod".into()))
+        );
+        assert_eq!(
+            parse(&Method::DELETE, "/v1/routes", Some("path=%2Fapi%2Fusers%2F*&host=x.example.com")),
+            Ok(Command::DeleteRoute { host: Some("x.example.com".into()), path: "/api/users/*".into() })
+        );
+        assert_eq!(
+            parse(&Method::DELETE, "/v1/routes", Some("path=/a/*")),
+            Ok(Command::DeleteRoute { host: None, path: "/a/*".into() })
+        );
+        assert_eq!(
+            parse(&Method::POST, "/v1/apply", Some("dry_run=true&prune")),
+            Ok(Command::Apply { dry_run: true, prune: true })
+        );
+        assert_eq!(parse(&Method::PUT, "/v1/secrets/db-url", None), Ok(Command::SetSecret("db-url".into())));
+        assert_eq!(parse(&Method::DELETE, "/v1/routes", None).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            parse(&Method::POST, "/v1/apply", Some("force=1")).unwrap_err().code,
+            ErrorCode::BadRequest
         );
     }
 

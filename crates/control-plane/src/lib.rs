@@ -1,13 +1,20 @@
 //! The control plane: the `/v1` management API that deploys, describes and removes functions,
-//! serves their logs, and keeps the activator's routing table in step with the store.
+//! divides their traffic among revisions (splits, tags, rollouts, rollbacks), maps custom
+//! routes, keeps secrets, reconciles whole apps (`yun apply`), serves logs, and keeps the
+//! activator's routing table and the live router in step with the store.
 //!
 //! It is never on the invocation path: the gateway serves functions from the activator's
-//! in-memory table, which the control plane updates after each durable change. It does not
-//! run guests and does not decide which function a URL addresses.
+//! in-memory table and the live router, which the control plane updates after each durable
+//! change. It does not run guests and does not decide which function a URL addresses (the
+//! router crate does, from the routes the control plane gives it).
 
 pub mod api;
+mod apply;
 pub mod auth;
 pub mod body;
+mod routes;
+mod secrets;
+mod traffic;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,13 +29,16 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 use yun_activator::Activator;
 use yun_runtime_wasm::CompileError;
-use yun_store::{BlobStore, MetadataStore, StoreError};
+use yun_store::{BlobStore, MetadataStore, Rejected, StoreError};
 use yun_telemetry::{Counters, LogStore};
 use yun_types::{Digest, ErrorCode, Function, FunctionName, Revision, RevisionSpec, ScaleSpec, now_ms};
 
 pub use api::{ApiError, Command, ROUTES};
+pub use apply::{AppSpec, FunctionSpec, RevisionRef};
 pub use auth::Auth;
 use body::Body;
+pub use routes::LiveRouter;
+pub use yun_secrets::Keyring;
 
 /// Limits on what the management API accepts.
 #[derive(Clone, Debug)]
@@ -59,13 +69,33 @@ pub struct ControlPlane {
     public_url: String,
     limits: ApiLimits,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    keyring: Keyring,
+    router: Arc<LiveRouter>,
+    /// Held by every change, so two changes never interleave their read-check-write (two routes
+    /// claiming one path, a traffic change racing a rollout step).
+    changes: tokio::sync::Mutex<()>,
+    /// Rollouts in progress as the controller last saw them (their results gathered since).
+    rollouts: std::sync::Mutex<std::collections::HashMap<String, yun_types::Rollout>>,
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Rejected(r) = e {
+            return ApiError::new(r.code, r.message);
+        }
         tracing::error!("store error: {e}");
         ApiError::new(ErrorCode::Internal, e.to_string())
     }
+}
+
+impl From<ApiError> for Rejected {
+    fn from(e: ApiError) -> Self {
+        Rejected::new(e.code, e.message)
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, message)
 }
 
 type ApiResult = Result<Response<Body>, ApiError>;
@@ -82,6 +112,10 @@ pub struct ControlPlaneParts {
     pub limits: ApiLimits,
     /// Flips to `true` when the server shuts down, ending long-lived responses (`logs -f`).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Seals and opens the secrets.
+    pub keyring: Keyring,
+    /// Where the gateway reads the routes in force.
+    pub router: Arc<LiveRouter>,
 }
 
 impl ControlPlane {
@@ -96,7 +130,16 @@ impl ControlPlane {
             public_url: p.public_url.trim_end_matches('/').to_string(),
             limits: p.limits,
             shutdown: p.shutdown,
+            keyring: p.keyring,
+            router: p.router,
+            changes: tokio::sync::Mutex::new(()),
+            rollouts: Default::default(),
         }
+    }
+
+    /// The routes in force, for the gateway.
+    pub fn router(&self) -> &LiveRouter {
+        &self.router
     }
 
     pub fn auth(&self) -> &Auth {
@@ -112,23 +155,21 @@ impl ControlPlane {
         self.logs.clone()
     }
 
-    /// Puts every function's serving revision back into the routing table after a restart,
-    /// and removes artifacts nothing refers to (uploads whose deploy never finished).
-    pub fn restore(&self) -> Result<usize, StoreError> {
+    /// Puts every function's routing back into the activator and the custom routes back into
+    /// the router after a restart, and removes artifacts nothing refers to (uploads whose deploy
+    /// never finished).
+    pub async fn restore(&self) -> Result<usize, StoreError> {
         let functions = self.store.functions()?;
         for function in &functions {
-            if let Some(revision) = self.store.revision(&function.name, function.active_revision)? {
-                let deployment = self.activator.install(revision, &function.scale);
-                // Provisioned instances come back with the server; the rest wait for requests.
-                if deployment.scale().min_instances > 0 {
-                    let activator = self.activator.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = activator.prewarm(&deployment).await {
-                            tracing::warn!(function = %deployment.revision.function, "min instances did not start: {e}");
-                        }
-                    });
-                }
+            // Provisioned instances come back with the server; the rest wait for requests.
+            if let Err(e) = self.publish(function, false).await {
+                tracing::error!(function = %function.name, "cannot serve after the restart: {}", e.message);
             }
+        }
+        let routes = self.store.routes()?;
+        match yun_router::Routes::new(routes) {
+            Ok(routes) => self.router.set(routes),
+            Err(e) => tracing::error!("the stored routes do not load: {e}"),
         }
         let referenced = self.store.referenced_artifacts()?;
         for digest in self.blobs.artifacts()? {
@@ -138,6 +179,40 @@ impl ControlPlane {
         }
         self.blobs.prune_compiled_except(self.activator.runtime().fingerprint())?;
         Ok(functions.len())
+    }
+
+    /// Makes the activator route `function` as its record says, with a deployment for every
+    /// revision its traffic or tags name. With `warm`, deployments that are new are brought up
+    /// (code loaded, min instances started) before traffic moves to them, so a traffic change
+    /// under load meets no cold start it could have avoided; without, only their min instances
+    /// start, in the background.
+    pub(crate) async fn publish(&self, function: &Function, warm: bool) -> Result<(), ApiError> {
+        let mut revisions = Vec::new();
+        for n in function.routed_revisions() {
+            let revision = self.store.revision(&function.name, n)?.ok_or_else(|| {
+                ApiError::new(ErrorCode::Internal, format!("revision {n} of {} is missing", function.name))
+            })?;
+            let secrets = self.resolve_secrets(&revision.spec)?;
+            revisions.push((revision, secrets));
+        }
+        let prepared = self.activator.prepare(function, revisions);
+        for deployment in &prepared.fresh {
+            if warm {
+                // A failure here is reported by the first request, which tries again.
+                if let Err(e) = self.activator.prewarm(deployment).await {
+                    tracing::warn!(function = %function.name, "revision {} did not load: {e}", deployment.revision.number);
+                }
+            } else if deployment.scale().min_instances > 0 {
+                let (activator, deployment) = (self.activator.clone(), deployment.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = activator.prewarm(&deployment).await {
+                        tracing::warn!(function = %deployment.revision.function, "min instances did not start: {e}");
+                    }
+                });
+            }
+        }
+        self.activator.commit(prepared);
+        Ok(())
     }
 
     pub fn function_url(&self, name: &FunctionName) -> String {
@@ -166,9 +241,23 @@ impl ControlPlane {
             Command::DescribeFunction(name) => self.describe(&name).await,
             Command::DeleteFunction(name) => self.delete(&name).await,
             Command::ListRevisions(name) => self.revisions(&name).await,
-            Command::CreateRevision(name) => self.create_revision(&name, req.into_body()).await,
+            Command::CreateRevision(name) => {
+                let query = req.uri().query().map(str::to_string);
+                self.create_revision(&name, query.as_deref(), req.into_body()).await
+            }
             Command::Logs(name, query) => self.logs(&name, query).await,
             Command::SetScale(name) => self.set_scale(&name, req.into_body()).await,
+            Command::SetTraffic(name) => self.set_traffic(&name, req.into_body()).await,
+            Command::Rollback(name) => self.rollback(&name, req.into_body()).await,
+            Command::SetTag(name, tag) => self.set_tag(&name, &tag, req.into_body()).await,
+            Command::DeleteTag(name, tag) => self.delete_tag(&name, &tag).await,
+            Command::ListRoutes => self.list_routes(),
+            Command::AddRoute => self.add_route(req.into_body()).await,
+            Command::DeleteRoute { host, path } => self.delete_route(host.as_deref(), &path).await,
+            Command::ListSecrets => self.list_secrets(),
+            Command::SetSecret(name) => self.set_secret(&name, req.into_body()).await,
+            Command::DeleteSecret(name) => self.delete_secret(&name).await,
+            Command::Apply { dry_run, prune } => self.apply(req.into_body(), dry_run, prune).await,
         };
         result.unwrap_or_else(|e| body::error(e.code, e.message))
     }
@@ -285,10 +374,37 @@ impl ControlPlane {
         ))
     }
 
-    async fn create_revision(&self, name: &FunctionName, incoming: Incoming) -> ApiResult {
+    async fn create_revision(
+        &self,
+        name: &FunctionName,
+        query: Option<&str>,
+        incoming: Incoming,
+    ) -> ApiResult {
+        let rollout = traffic::parse_rollout_query(query)?;
         let bytes = read_json_body(incoming, self.limits.max_json_bytes).await?;
         let spec: RevisionSpec = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid revision spec: {e}")))?;
+        self.check_spec(&spec)?;
+        let _changing = self.changes.lock().await;
+        let store = self.store.clone();
+        let n = name.clone();
+        let now = now_ms();
+        let (function, revision) = tokio::task::spawn_blocking(move || {
+            store.create_revision(&n, spec, now, &mut |f| {
+                traffic::route_new_revision(f, rollout.clone(), now);
+                Ok(())
+            })
+        })
+        .await
+        .map_err(internal)??;
+        // Load now (and start min instances) so the first request is warm; a failure here is
+        // reported by that request.
+        self.publish(&function, true).await?;
+        Ok(body::json(201, &self.revision_view(&function, &revision)))
+    }
+
+    /// Everything about a revision spec the server can check before storing it.
+    pub(crate) fn check_spec(&self, spec: &RevisionSpec) -> Result<(), ApiError> {
         spec.validate().map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
         if !self.blobs.has_artifact(&spec.artifact) {
             return Err(ApiError::new(
@@ -322,19 +438,14 @@ impl ControlPlane {
             }
             _ => {}
         }
-        let store = self.store.clone();
-        let n = name.clone();
-        let (function, revision) =
-            tokio::task::spawn_blocking(move || store.create_revision(&n, spec, now_ms()))
-                .await
-                .map_err(internal)??;
-        let deployment = self.activator.install(revision.clone(), &function.scale);
-        // Load now (and start min instances) so the first request is warm; a failure here is
-        // reported by that request.
-        if let Err(e) = self.activator.prewarm(&deployment).await {
-            tracing::warn!(function = %name, "revision {} did not load: {e}", revision.number);
+        for secret in spec.secrets.values() {
+            if self.store.secret(secret)?.is_none() {
+                return Err(bad(format!(
+                    "secret {secret} is not set: set it first with `yun secret set {secret}`"
+                )));
+            }
         }
-        Ok(body::json(201, &self.revision_view(&function, &revision)))
+        Ok(())
     }
 
     fn revision_view(&self, function: &Function, revision: &Revision) -> serde_json::Value {
@@ -352,6 +463,9 @@ impl ControlPlane {
             "allow_outbound": revision.spec.allow_outbound,
             // Values stay out of API responses: they may hold credentials.
             "env": revision.spec.env.keys().collect::<Vec<_>>(),
+            "secrets": revision.spec.secrets,
+            "traffic_percent": function.split().percent_of(revision.number),
+            "tags": function.tags.iter().filter(|(_, n)| **n == revision.number).map(|(t, _)| t).collect::<Vec<_>>(),
         })
     }
 
@@ -365,6 +479,7 @@ impl ControlPlane {
                 "name": f.name,
                 "active_revision": f.active_revision,
                 "latest_revision": f.latest_revision,
+                "traffic": f.split(),
                 "digest": digest,
                 "url": self.function_url(&f.name),
                 "updated_at_ms": f.updated_at_ms,
@@ -392,6 +507,11 @@ impl ControlPlane {
                 "latest_revision": function.latest_revision,
                 "created_at_ms": function.created_at_ms,
                 "updated_at_ms": function.updated_at_ms,
+                "previous_revision": function.previous_revision,
+                "traffic": function.split(),
+                "sticky": function.sticky.as_ref().map(|s| s.to_string()),
+                "tags": self.tags_view(&function),
+                "rollout": traffic::rollout_view(function.rollout.as_ref()),
                 "scale": self.scale_view(&function),
                 "revisions": revisions,
             }),
@@ -400,7 +520,9 @@ impl ControlPlane {
 
     /// The function's scaling settings (what was set and what applies) and its instances now.
     fn scale_view(&self, function: &Function) -> serde_json::Value {
-        let Some(deployment) = self.activator.lookup(function.name.as_str()) else {
+        let Some(deployment) =
+            self.activator.lookup(function.name.as_str()).and_then(|s| s.primary().cloned())
+        else {
             return json!({ "set": function.scale });
         };
         let wasm = deployment.revision.spec.process.is_none();
@@ -456,18 +578,27 @@ impl ControlPlane {
         scale
             .validate(&yun_activator::scale_defaults(&revision))
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+        let _changing = self.changes.lock().await;
         let store = self.store.clone();
         let (n, s) = (name.clone(), scale.clone());
-        let updated = tokio::task::spawn_blocking(move || store.set_scale(&n, s, now_ms()))
-            .await
-            .map_err(internal)??
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))?;
+        let updated = tokio::task::spawn_blocking(move || {
+            store.update_function(&n, now_ms(), &mut |f| {
+                f.scale = s.clone();
+                Ok(())
+            })
+        })
+        .await
+        .map_err(internal)??
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))?;
         self.activator.set_scale(name.as_str(), &scale);
-        if let Some(deployment) = self.activator.lookup(name.as_str())
-            && deployment.scale().min_instances > 0
-            && let Err(e) = self.activator.prewarm(&deployment).await
-        {
-            tracing::warn!(function = %name, "min instances did not start: {e}");
+        if let Some(service) = self.activator.lookup(name.as_str()) {
+            for deployment in service.deployments() {
+                if deployment.scale().min_instances > 0
+                    && let Err(e) = self.activator.prewarm(deployment).await
+                {
+                    tracing::warn!(function = %name, "min instances did not start: {e}");
+                }
+            }
         }
         Ok(body::json(200, &json!({ "name": name, "scale": self.scale_view(&updated) })))
     }
@@ -480,6 +611,12 @@ impl ControlPlane {
     }
 
     async fn delete(&self, name: &FunctionName) -> ApiResult {
+        let _changing = self.changes.lock().await;
+        self.delete_locked(name).await
+    }
+
+    /// Removes a function with everything it owns; the caller holds the change lock.
+    pub(crate) async fn delete_locked(&self, name: &FunctionName) -> ApiResult {
         let revisions = self.store.revisions(name)?;
         let store = self.store.clone();
         let n = name.clone();
@@ -489,6 +626,8 @@ impl ControlPlane {
             return Err(ApiError::new(ErrorCode::NotFound, format!("no function named {name}")));
         }
         self.activator.remove(name.as_str());
+        let routes_removed = self.remove_routes_of(name)?;
+        self.rollouts.lock().unwrap_or_else(|p| p.into_inner()).remove(name.as_str());
         self.logs.remove(name.as_str()).map_err(internal)?;
         // Only this function's artifacts are candidates: an artifact uploaded for a deploy that
         // is still in flight must not be collected.
@@ -499,7 +638,10 @@ impl ControlPlane {
             self.blobs.remove_artifact(digest).map_err(internal)?;
             removed.push(digest.clone());
         }
-        Ok(body::json(200, &json!({ "deleted": name, "artifacts_removed": removed })))
+        Ok(body::json(
+            200,
+            &json!({ "deleted": name, "artifacts_removed": removed, "routes_removed": routes_removed }),
+        ))
     }
 
     async fn logs(&self, name: &FunctionName, query: api::LogQuery) -> ApiResult {

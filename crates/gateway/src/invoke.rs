@@ -38,14 +38,27 @@ impl Gateway {
         self: &Arc<Self>,
         req: Request<Incoming>,
         name: &str,
+        tag: Option<&str>,
         path: &str,
         peer: Option<IpAddr>,
     ) -> Response<Body> {
         let arrived = std::time::Instant::now();
         let invocation_id = new_invocation_id();
-        let Some(deployment) = self.activator.lookup(name) else {
+        let Some(service) = self.activator.lookup(name) else {
             return fail(&invocation_id, None, ErrorCode::NotFound, format!("no function named {name}"));
         };
+        let deployment = match service.pick(tag, req.headers()) {
+            Ok(d) => d,
+            Err(yun_activator::Miss::UnknownTag(tag)) => {
+                return fail(
+                    &invocation_id,
+                    None,
+                    ErrorCode::NotFound,
+                    format!("function {name} has no tag {tag}"),
+                );
+            }
+        };
+        drop(service);
         let mut report = crate::report::Report::new(self.control.log_sink(), &deployment, &invocation_id, 0);
         report.arrived = arrived;
         let response = self.invoke_deployment(req, &deployment, name, path, peer, invocation_id).await;

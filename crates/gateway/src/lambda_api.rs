@@ -47,15 +47,18 @@ impl Gateway {
             ))
             .to_response(&request_id))
         };
-        let Some(deployment) = self.activator.lookup(&params.function_name) else { return not_found() };
-        let revision = deployment.revision.number;
-        // yun serves each function's active revision: `$LATEST` or its number.
-        if let Some(q) = &params.qualifier
-            && q != "$LATEST"
-            && q != &revision.to_string()
-        {
-            return not_found();
-        }
+        let Some(service) = self.activator.lookup(&params.function_name) else { return not_found() };
+        // Unqualified and `$LATEST` follow the function's traffic split; an alias is a tag; a
+        // version is a revision that traffic or a tag routes to.
+        let deployment = match params.qualifier.as_deref() {
+            None | Some("$LATEST") => service.pick(None, &parts.headers).ok(),
+            Some(q) => match q.parse::<u64>() {
+                Ok(n) => service.deployment(n).cloned(),
+                Err(_) => service.pick(Some(q), &parts.headers).ok(),
+            },
+        };
+        drop(service);
+        let Some(deployment) = deployment else { return not_found() };
         if deployment.revision.spec.private && !self.control.auth().check(&parts.headers) {
             let mut r = Response::new(Bytes::from(
                 r#"{"Type":"User","Message":"this function is private: send Authorization: Bearer <token>"}"#,
@@ -103,7 +106,7 @@ impl Gateway {
                 };
                 aws(invoke_api::invocation_response(
                     &outcome,
-                    &revision.to_string(),
+                    &deployment.revision.number.to_string(),
                     tail.as_deref(),
                     &request_id,
                 ))
@@ -114,7 +117,7 @@ impl Gateway {
     /// Runs one Invoke API payload on the function, whatever its runtime.
     async fn run_payload(
         &self,
-        deployment: &Deployment,
+        deployment: &Arc<Deployment>,
         payload: Bytes,
         id: &str,
         peer: Option<IpAddr>,

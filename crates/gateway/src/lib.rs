@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use yun_activator::Activator;
 use yun_control_plane::ControlPlane;
 use yun_control_plane::body::{self, Body};
-use yun_router::{Router, Target};
+use yun_router::Target;
 use yun_telemetry::Counters;
 
 /// Limits that keep the gateway's own resources bounded under any load.
@@ -54,7 +54,6 @@ impl Default for GatewayLimits {
 }
 
 pub struct Gateway {
-    router: Router,
     activator: Arc<Activator>,
     control: Arc<ControlPlane>,
     counters: Arc<Counters>,
@@ -64,14 +63,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(
-        router: Router,
         activator: Arc<Activator>,
         control: Arc<ControlPlane>,
         counters: Arc<Counters>,
         limits: GatewayLimits,
     ) -> Self {
         let inflight = Arc::new(Semaphore::new(limits.max_inflight));
-        Self { router, activator, control, counters, inflight, limits }
+        Self { activator, control, counters, inflight, limits }
     }
 
     async fn serve(
@@ -86,8 +84,9 @@ impl Gateway {
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .map(str::to_owned);
         let path = req.uri().path().to_owned();
-        match self.router.route(host.as_deref(), &path) {
-            Target::Function { name, path } => self.invoke(req, name, path, peer).await,
+        let router = self.control.router().get();
+        match router.route(host.as_deref(), &path) {
+            Target::Function { name, tag, path, .. } => self.invoke(req, name, tag, path, peer).await,
             Target::Platform if path == "/healthz" => body::json(200, &serde_ok()),
             Target::Platform if path.starts_with(yun_lambda::invoke_api::PATH_PREFIX) => {
                 self.lambda_invoke(req, peer).await

@@ -21,6 +21,9 @@ pub const INIT_MS: &str = "x-yun-init-ms";
 
 pub(crate) struct Report {
     pub sink: Arc<dyn LogSink>,
+    /// Whose outcome counters this invocation's result goes into (the rollout controller
+    /// judges a new revision by them).
+    deployment: Arc<yun_activator::Deployment>,
     pub function: String,
     pub revision: u64,
     pub invocation_id: String,
@@ -34,12 +37,13 @@ impl Report {
     /// says until the outcome is known.
     pub fn new(
         sink: Arc<dyn LogSink>,
-        deployment: &yun_activator::Deployment,
+        deployment: &Arc<yun_activator::Deployment>,
         invocation_id: &str,
         status: u16,
     ) -> Self {
         Report {
             sink,
+            deployment: deployment.clone(),
             function: deployment.revision.function.to_string(),
             revision: deployment.revision.number,
             invocation_id: invocation_id.to_string(),
@@ -83,6 +87,9 @@ impl Report {
 
 impl Drop for Report {
     fn drop(&mut self) {
+        // A 5xx is the function's failure or the platform's on its behalf (trap, timeout,
+        // overload); 4xx answers are the client's business.
+        self.deployment.outcomes.record(self.status < 500, self.arrived.elapsed());
         let line = self.line();
         self.sink.emit(LogEntry {
             ts_ms: yun_types::now_ms(),

@@ -63,6 +63,11 @@ impl ProcessRuntime {
         Arc::new(Self { sandbox, log_sink, limits })
     }
 
+    /// The function logs' sink this runtime was made with.
+    pub fn log_sink(&self) -> Arc<dyn LogSink> {
+        self.log_sink.clone()
+    }
+
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
     }
@@ -90,7 +95,7 @@ impl ProcessRuntime {
 }
 
 /// Everything that decides how one revision's processes run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProcessConfig {
     pub function: Arc<str>,
     pub revision: u64,
@@ -102,6 +107,25 @@ pub struct ProcessConfig {
     pub timeout: Duration,
     /// Whether the function may open connections beyond its own loopback.
     pub outbound: bool,
+    /// Where this revision's output goes (the runtime's sink, or one that redacts its secrets).
+    pub log_sink: Arc<dyn LogSink>,
+}
+
+impl std::fmt::Debug for ProcessConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values stay out: the environment carries the function's secrets.
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ProcessConfig")
+            .field("function", &self.function)
+            .field("revision", &self.revision)
+            .field("code_dir", &self.code_dir)
+            .field("spec", &self.spec)
+            .field("env", &env)
+            .field("memory_bytes", &self.memory_bytes)
+            .field("timeout", &self.timeout)
+            .field("outbound", &self.outbound)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One HTTP invocation as a process function sees it.

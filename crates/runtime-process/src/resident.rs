@@ -116,7 +116,7 @@ impl yun_pool::Factory for ResidentFactory {
             Some(spare) => spare,
             None => Spare::make(&self.runtime, &self.config).await?,
         };
-        let launched = Resident::launch(spare, &self.runtime, &self.config, &invocation_id).await;
+        let launched = Resident::launch(spare, &self.config, &invocation_id).await;
         // Only now (and a little later, see `SPARE_DELAY`): building the next spare is ~25 ms
         // of CPU that would compete with this instance's start, which a request is waiting for.
         self.refill();
@@ -306,15 +306,10 @@ impl Spare {
 impl Resident {
     /// Starts the command in `spare` and waits until it is ready. `invocation_id`: the request
     /// whose arrival started it (empty for a scale-up), which the startup output belongs to.
-    async fn launch(
-        spare: Spare,
-        runtime: &ProcessRuntime,
-        config: &ProcessConfig,
-        invocation_id: &str,
-    ) -> Result<Self, InvokeError> {
+    async fn launch(spare: Spare, config: &ProcessConfig, invocation_id: &str) -> Result<Self, InvokeError> {
         let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
         let Spare { mut instance, port, lambda, host_listener } = spare;
-        let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
+        let to = Attribution::new(config.log_sink.clone(), config.function.clone(), config.revision);
         // Startup output belongs to the request that caused the start.
         to.begin(invocation_id);
         if let Some(out) = instance.stdout.take() {

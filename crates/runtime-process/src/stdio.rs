@@ -53,7 +53,7 @@ pub(crate) async fn invoke(
     }));
     env.push(("YUN_INVOCATION_ID".to_string(), inv.id.clone()));
 
-    let to = Attribution::new(runtime.log_sink.clone(), config.function.clone(), config.revision);
+    let to = Attribution::new(config.log_sink.clone(), config.function.clone(), config.revision);
     to.begin(&inv.id);
     let spec = runtime.instance_spec(config, env, true);
     let spawning = std::time::Instant::now();

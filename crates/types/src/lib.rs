@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+pub use yun_traffic::{Rollout, RolloutSpec, RolloutStatus, Split, Sticky, TrafficTarget};
 
 /// A function's name: lowercase DNS label rules, because it doubles as the host label in
 /// `NAME.<base-domain>` routing.
@@ -196,6 +197,10 @@ pub struct RevisionSpec {
     /// Present for a process function (the artifact is a code archive); absent for wasm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessSpec>,
+    /// Environment variable → secret name. The revision names its secrets; their values are
+    /// resolved when an instance starts, so a rotated secret needs no new revision.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// How a process function runs and talks to yun.
@@ -293,6 +298,10 @@ pub enum SpecError {
     IdleTimeout(u64),
     #[error("{0}")]
     Scale(String),
+    #[error("environment variable {0:?} is set both by --env and from a secret")]
+    EnvAndSecret(String),
+    #[error("too many secrets: {0} (at most 64)")]
+    TooManySecrets(usize),
 }
 
 impl RevisionSpec {
@@ -317,12 +326,22 @@ impl RevisionSpec {
             return Err(SpecError::EnvTooLarge(env_bytes));
         }
         for (k, v) in &self.env {
-            let first_ok = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-            if !first_ok || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if !valid_env_name(k) {
                 return Err(SpecError::EnvName(k.clone()));
             }
             if v.contains('\0') {
                 return Err(SpecError::EnvValue(k.clone()));
+            }
+        }
+        if self.secrets.len() > 64 {
+            return Err(SpecError::TooManySecrets(self.secrets.len()));
+        }
+        for k in self.secrets.keys() {
+            if !valid_env_name(k) {
+                return Err(SpecError::EnvName(k.clone()));
+            }
+            if self.env.contains_key(k) {
+                return Err(SpecError::EnvAndSecret(k.clone()));
             }
         }
         for host in &self.allow_outbound {
@@ -355,6 +374,12 @@ impl RevisionSpec {
     }
 }
 
+/// Letters, digits and '_', not starting with a digit: what every shell and runtime accepts.
+pub fn valid_env_name(k: &str) -> bool {
+    let first_ok = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    first_ok && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 fn valid_outbound(host: &str) -> bool {
     if host == "*" {
         return true;
@@ -381,18 +406,91 @@ pub struct Revision {
     pub created_at_ms: u64,
 }
 
-/// A function: a name, its revisions, and the revision that receives traffic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A function: a name, its revisions, and how its traffic is divided among them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Function {
     pub name: FunctionName,
     pub latest_revision: u64,
-    /// The revision that serves requests.
+    /// The stable revision: the one all traffic went to last (during a split or a rollout, the
+    /// one being moved away from). `yun rollback` returns here.
     pub active_revision: u64,
+    /// The stable revision before `active_revision`: where `yun rollback` goes when nothing is
+    /// in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revision: Option<u64>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     /// How it scales; it belongs to the function, so it holds across deploys.
     #[serde(default)]
     pub scale: ScaleSpec,
+    /// How requests divide among revisions; absent means all go to `active_revision` (records
+    /// written before traffic splitting existed read this way too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Split>,
+    /// What keeps one client on one revision while traffic is split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
+    /// Named revisions, each with its own URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, u64>,
+    /// The latest gradual rollout, in progress or ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+impl Function {
+    /// A function's first revision, taking all traffic.
+    pub fn new(name: FunctionName, now_ms: u64) -> Self {
+        Function {
+            name,
+            latest_revision: 0,
+            active_revision: 0,
+            previous_revision: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            scale: ScaleSpec::default(),
+            traffic: None,
+            sticky: None,
+            tags: BTreeMap::new(),
+            rollout: None,
+        }
+    }
+
+    /// The split in force.
+    pub fn split(&self) -> Split {
+        self.traffic.clone().unwrap_or_else(|| Split::single(self.active_revision))
+    }
+
+    /// Whether revision `n` exists (revisions are numbered from 1 and never removed alone).
+    pub fn has_revision(&self, n: u64) -> bool {
+        (1..=self.latest_revision).contains(&n)
+    }
+
+    /// Every revision something routes to: the split's and the tags'.
+    pub fn routed_revisions(&self) -> std::collections::BTreeSet<u64> {
+        let mut out: std::collections::BTreeSet<u64> = self.split().revisions().collect();
+        out.extend(self.tags.values().copied());
+        out
+    }
+
+    /// Sends all traffic to `revision`, ending any rollout in progress, and remembers the
+    /// stable revision it replaces for `yun rollback`.
+    pub fn route_all_to(&mut self, revision: u64) {
+        if revision != self.active_revision && self.active_revision != 0 {
+            self.previous_revision = Some(self.active_revision);
+        }
+        self.active_revision = revision;
+        self.traffic = None;
+    }
+
+    pub fn rollout_in_progress(&self) -> bool {
+        self.rollout.as_ref().is_some_and(|r| matches!(r.status, RolloutStatus::Progressing))
+    }
+}
+
+/// Tag names follow function-name rules (they are host labels in `TAG.NAME.<domain>`).
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    FunctionName::new(tag).map(|_| ()).map_err(|e| e.to_string().replace("function name", "tag"))
 }
 
 /// How long an idle function's instances stay warm.
@@ -571,6 +669,9 @@ pub enum ErrorCode {
     Unauthorized,
     NotFound,
     MethodNotAllowed,
+    /// The change clashes with what exists (a route another route already claims, a secret a
+    /// function still uses).
+    Conflict,
     PayloadTooLarge,
     /// Every instance is busy at the function's maximum and its queue is full.
     TooManyRequests,
@@ -590,6 +691,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::FunctionError | ErrorCode::MemoryLimitExceeded | ErrorCode::Internal => 500,
@@ -607,6 +709,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::FunctionError => "function_error",
@@ -717,6 +820,7 @@ mod tests {
             private: false,
             instance: InstanceMode::default(),
             process: None,
+            secrets: BTreeMap::new(),
         }
     }
 
