@@ -182,6 +182,8 @@ fn shell_word(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use yun_manifest::Runtime;
+
     use super::*;
 
     #[test]
@@ -196,8 +198,11 @@ mod tests {
                 let text = std::fs::read_to_string(dir.join(f)).unwrap();
                 assert!(!text.contains("{{"), "{t:?} {} keeps a placeholder", f.display());
             }
-            let manifest = std::fs::read_to_string(dir.join("yun.toml")).unwrap();
-            assert!(manifest.contains("[functions.my-fn]"), "{t:?}: {manifest}");
+            let manifest = yun_manifest::load(&dir.join("yun.toml")).unwrap_or_else(|e| panic!("{t:?}: {e}"));
+            let def = &manifest.functions[&name];
+            let expected = if t == Template::Rust { Runtime::Wasm } else { Runtime::Process };
+            assert_eq!(def.runtime, expected, "{t:?}");
+            assert_eq!(def.build.is_some(), matches!(t, Template::Rust | Template::Static), "{t:?}");
         }
     }
 
