@@ -58,7 +58,7 @@ enum Command {
     /// Run the platform: gateway, control plane, runtime and store, on one machine.
     Up(commands::up::Args),
     /// Upload a wasi:http component and make it the function's new revision.
-    Deploy(commands::deploy::Args),
+    Deploy(Box<commands::deploy::Args>),
     /// Call a function over HTTP.
     Invoke(commands::invoke::Args),
     /// List functions.
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => commands::up::run(&cli.global, args).await,
-            Command::Deploy(args) => commands::deploy::run(&cli.global, args).await,
+            Command::Deploy(args) => commands::deploy::run(&cli.global, *args).await,
             Command::Invoke(args) => commands::invoke::run(&cli.global, args).await,
             Command::Ls => commands::ls::run(&cli.global).await,
             Command::Describe(args) => commands::describe::run(&cli.global, args).await,

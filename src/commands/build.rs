@@ -447,18 +447,3 @@ mod tests {
         assert_eq!(lib_name(&json!({"targets": [{"name": "tool", "kind": ["bin"]}]})), None);
     }
 }
-
-/// Placeholder until the build command lands: the artifact is the manifest's `source`.
-pub fn build_function(
-    _name: &yun_types::FunctionName,
-    _def: &yun_manifest::FunctionDef,
-) -> anyhow::Result<Option<std::path::PathBuf>> {
-    Ok(None)
-}
-
-pub fn artifact_path(
-    name: &yun_types::FunctionName,
-    def: &yun_manifest::FunctionDef,
-) -> anyhow::Result<std::path::PathBuf> {
-    def.source.clone().ok_or_else(|| anyhow::anyhow!("function {name} has no source"))
-}
