@@ -288,3 +288,14 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The README's yun.toml example is what a newcomer copies: it must be valid.
+#[test]
+fn the_readme_manifest_example_is_valid() {
+    let readme = std::fs::read_to_string(yun_test_support::repo_root().join("README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("README has a yun.toml example") + "```toml\n".len();
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let manifest = yun_manifest::parse(text, Path::new("yun.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(manifest.functions.len(), 2);
+    assert_eq!(manifest.routes.len(), 1);
+}
