@@ -299,3 +299,36 @@ fn the_readme_manifest_example_is_valid() {
     assert_eq!(manifest.functions.len(), 2);
     assert_eq!(manifest.routes.len(), 1);
 }
+
+/// `yun new` then `yun deploy` with no arguments, in the app's directory: what the README
+/// promises a newcomer.
+#[tokio::test]
+async fn deploy_without_arguments_deploys_the_app_in_the_current_directory() {
+    let yun = Yun::start(BIN);
+    let dir = tempfile::tempdir().unwrap();
+    yun.cli_ok(&[
+        "new",
+        "greeter",
+        "--template",
+        "python",
+        "--dir",
+        dir.path().join("greeter").to_str().unwrap(),
+    ]);
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path().join("greeter"))
+            .env("YUN_URL", yun.url())
+            .env("YUN_DATA_DIR", yun.data_dir())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["deploy"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ function greeter"), "{out:?}");
+    let (status, body, _) = get(format!("{}/fn/greeter/hi", yun.url()), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello from greeter!"), "{body}");
+    let again = run(&["deploy"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no changes"), "{again:?}");
+}

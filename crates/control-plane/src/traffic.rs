@@ -335,10 +335,14 @@ impl ControlPlane {
             let now = now_ms();
             let (decision, rollout) = {
                 let mut rollouts = self.rollouts.lock().unwrap_or_else(|p| p.into_inner());
+                let id = (stored.from, stored.to, stored.started_ms);
+                let known = rollouts.get(name.as_str()).is_some_and(|r| (r.from, r.to, r.started_ms) == id);
+                // A rollout seen for the first time starts its count here: what the revision's
+                // recorder holds from before (it may have served a tag or an earlier split)
+                // must not judge it.
+                let window = if known { window } else { yun_traffic::WindowSummary::default() };
                 let rollout = rollouts.entry(name.to_string()).or_insert_with(|| stored.clone());
-                if (rollout.from, rollout.to, rollout.started_ms)
-                    != (stored.from, stored.to, stored.started_ms)
-                {
+                if !known {
                     *rollout = stored.clone();
                 }
                 (rollout.tick(now, &window), rollout.clone())

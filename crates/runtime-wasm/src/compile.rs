@@ -164,6 +164,13 @@ fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Resul
 /// Entry point of the compiler child: compiles `wasm_path` to `out_path` and returns the exit
 /// code. An invalid upload prints its reason on stdout and exits with a dedicated code.
 pub fn compile_child_main(wasm_path: &Path, out_path: &Path) -> i32 {
+    // wasmtime compiles functions in parallel on rayon's global pool, made lazily on first use;
+    // under this child's address-space limit its threads may fail to start, and rayon then
+    // panics deep inside a compile. Made here first, that failure is a plain resource error.
+    if let Err(e) = rayon::ThreadPoolBuilder::new().build_global() {
+        eprintln!("out of memory: the compiler's threads could not start ({e})");
+        return 1;
+    }
     let result = (|| {
         let wasm = std::fs::read(wasm_path).map_err(|e| CompileError::Internal(e.to_string()))?;
         // Same code-generation settings as the serving engine, without its instance pool: a
