@@ -1,0 +1,1 @@
+//! Durable queues, topics and async invocations (skeleton; being written).
