@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri};
-use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use yun_control_plane::body::{self, Body, BoxError};
 use yun_runtime_wasm::{InvokeErrorKind, RequestCtx};
 use yun_telemetry::Counters;
@@ -33,14 +31,33 @@ struct ProcessCall<'a> {
 pub const INVOCATION_ID: &str = "x-yun-invocation-id";
 pub const REVISION: &str = "x-yun-revision";
 
+/// A request body the invocation path accepts: hyper's, for requests off the wire, or any other
+/// (a stored event's bytes), so triggers invoke through the same path without a network hop.
+pub trait InBody: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
+impl<T> InBody for T where T: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
 impl Gateway {
-    pub(crate) async fn invoke(
+    /// Invokes `function` (the revision its split draws, or `tag`'s) with a request that did not
+    /// come off the wire: a stored event's, a trigger's. It was authorized when it was accepted,
+    /// so a private function does not ask again. `req`'s path is the one the function sees.
+    pub async fn invoke_internal<B: InBody>(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        function: &str,
+        tag: Option<&str>,
+        req: Request<B>,
+    ) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        self.invoke(req, function, tag, &path, None, true).await
+    }
+
+    pub(crate) async fn invoke<B: InBody>(
+        self: &Arc<Self>,
+        req: Request<B>,
         name: &str,
         tag: Option<&str>,
         path: &str,
         peer: Option<IpAddr>,
+        trusted: bool,
     ) -> Response<Body> {
         let arrived = std::time::Instant::now();
         let invocation_id = new_invocation_id();
@@ -61,22 +78,24 @@ impl Gateway {
         drop(service);
         let mut report = crate::report::Report::new(self.control.log_sink(), &deployment, &invocation_id, 0);
         report.arrived = arrived;
-        let response = self.invoke_deployment(req, &deployment, name, path, peer, invocation_id).await;
+        let response =
+            self.invoke_deployment(req, &deployment, name, path, peer, invocation_id, trusted).await;
         crate::report::attach(response, report)
     }
 
-    async fn invoke_deployment(
+    async fn invoke_deployment<B: InBody>(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         deployment: &yun_activator::Deployment,
         name: &str,
         path: &str,
         peer: Option<IpAddr>,
         invocation_id: String,
+        trusted: bool,
     ) -> Response<Body> {
         let revision = deployment.revision.number;
         let spec = &deployment.revision.spec;
-        if spec.private && !self.control.auth().check(req.headers()) {
+        if spec.private && !trusted && !self.control.auth().check(req.headers()) {
             return fail(
                 &invocation_id,
                 Some(revision),
@@ -159,7 +178,7 @@ impl Gateway {
             // sends more than it declared.
             let flag = body_too_large.clone();
             Limited::new(incoming, max_body as usize)
-                .map_err(move |e| {
+                .map_err(move |e: BoxError| {
                     if e.is::<http_body_util::LengthLimitError>() {
                         flag.store(true, Ordering::Relaxed);
                         wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body))
@@ -206,9 +225,9 @@ impl Gateway {
         }
     }
 
-    async fn invoke_process(
+    async fn invoke_process<B: InBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         process: &ProcessRevision,
         call: ProcessCall<'_>,
     ) -> Response<Body> {
@@ -274,7 +293,7 @@ pub(crate) fn wasm_error_code(kind: InvokeErrorKind) -> ErrorCode {
 /// Reads and drops what a refused client is still sending (bounded in bytes and time), like
 /// nginx's lingering close: closing on a client mid-upload makes it see a broken pipe instead
 /// of the 413 it was sent.
-async fn linger(mut body: Incoming) {
+async fn linger<B: InBody>(mut body: B) {
     const MAX_BYTES: usize = 16 * 1024 * 1024;
     let drain = async {
         let mut seen = 0;
@@ -304,7 +323,10 @@ pub(crate) fn new_invocation_id() -> String {
 /// Reads a body of unknown length up front (as nginx does by default): once a function has
 /// started its response, an over-limit body could only cut it off, while read first it gets a
 /// precise 413.
-async fn read_unknown_length(mut incoming: Incoming, max_body: u64) -> Result<Bytes, (ErrorCode, String)> {
+async fn read_unknown_length<B: InBody>(
+    mut incoming: B,
+    max_body: u64,
+) -> Result<Bytes, (ErrorCode, String)> {
     let mut buf = bytes::BytesMut::new();
     loop {
         match incoming.frame().await {
@@ -318,7 +340,9 @@ async fn read_unknown_length(mut incoming: Incoming, max_body: u64) -> Result<By
                     buf.extend_from_slice(&data);
                 }
             }
-            Some(Err(e)) => return Err((ErrorCode::BadRequest, format!("reading the request body: {e}"))),
+            Some(Err(e)) => {
+                return Err((ErrorCode::BadRequest, format!("reading the request body: {}", e.into())));
+            }
         }
     }
 }
