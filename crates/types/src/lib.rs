@@ -436,6 +436,181 @@ pub struct Function {
     /// The latest gradual rollout, in progress or ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// How its asynchronous invocations are retried and where their results go.
+    #[serde(default, rename = "async", skip_serializing_if = "AsyncSpec::is_default")]
+    pub asynchronous: AsyncSpec,
+    /// Queues it consumes and schedules it runs on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+}
+
+/// Where an asynchronous invocation's outcome is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Destination {
+    /// Invoked asynchronously with the outcome as its body.
+    Function(FunctionName),
+    Queue(String),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Function(n) => write!(f, "function:{n}"),
+            Destination::Queue(q) => write!(f, "queue:{q}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Destination {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("function", n)) => FunctionName::new(n).map(Destination::Function).map_err(|e| e.to_string()),
+            Some(("queue", q)) if !q.is_empty() => Ok(Destination::Queue(q.to_string())),
+            _ => Err(format!("{s:?} is not a destination: use function:NAME or queue:NAME")),
+        }
+    }
+}
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_MAX_EVENT_AGE_MS: u64 = 6 * 3600 * 1000;
+
+/// Retries and destinations of a function's asynchronous invocations (Lambda's
+/// `EventInvokeConfig`, without its cap of two retries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncSpec {
+    /// Attempts in all, the first included.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// An event older than this is not tried again.
+    #[serde(default = "default_max_age")]
+    pub max_age_ms: u64,
+    /// The first retry's delay; each next one doubles (with jitter), up to 5 minutes.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Destination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Destination>,
+}
+
+fn default_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+fn default_max_age() -> u64 {
+    DEFAULT_MAX_EVENT_AGE_MS
+}
+fn default_retry_base() -> u64 {
+    1000
+}
+
+impl Default for AsyncSpec {
+    fn default() -> Self {
+        AsyncSpec {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_age_ms: DEFAULT_MAX_EVENT_AGE_MS,
+            retry_base_ms: default_retry_base(),
+            on_success: None,
+            on_failure: None,
+        }
+    }
+}
+
+impl AsyncSpec {
+    pub fn is_default(&self) -> bool {
+        *self == AsyncSpec::default()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(format!("max attempts must be 1 to 100, got {}", self.max_attempts));
+        }
+        if !(60_000..=14 * 24 * 3600 * 1000).contains(&self.max_age_ms) {
+            return Err(format!("the max event age must be 1 min to 14 days, got {} ms", self.max_age_ms));
+        }
+        if !(10..=300_000).contains(&self.retry_base_ms) {
+            return Err(format!("the retry delay must be 10 ms to 5 min, got {} ms", self.retry_base_ms));
+        }
+        Ok(())
+    }
+}
+
+/// Something that invokes a function besides a request: a queue it consumes, or a schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Trigger {
+    Queue {
+        /// Names the trigger within its function.
+        id: String,
+        queue: String,
+        /// Messages per invocation.
+        #[serde(default = "default_batch")]
+        batch_size: u32,
+        /// How long to wait for a batch to fill once its first message is there.
+        #[serde(default)]
+        window_ms: u64,
+        /// Batches in flight at once.
+        #[serde(default = "default_trigger_concurrency")]
+        concurrency: u32,
+    },
+    Cron {
+        id: String,
+        /// Five fields, or six with seconds first.
+        expression: String,
+        /// An IANA time zone; UTC when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timezone: Option<String>,
+        /// What a tick missed while yun was down does: `run-once` or `skip`.
+        #[serde(default = "default_missed")]
+        missed: String,
+        /// When the schedule was made: ticks before it never fire.
+        #[serde(default)]
+        created_ms: u64,
+    },
+}
+
+fn default_batch() -> u32 {
+    1
+}
+fn default_trigger_concurrency() -> u32 {
+    2
+}
+fn default_missed() -> String {
+    "run-once".into()
+}
+
+impl Trigger {
+    pub fn id(&self) -> &str {
+        match self {
+            Trigger::Queue { id, .. } | Trigger::Cron { id, .. } => id,
+        }
+    }
+
+    /// The shape checks; whether the queue exists or the expression parses is the caller's.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_tag(self.id()).map_err(|e| e.replace("tag", "trigger id"))?;
+        match self {
+            Trigger::Queue { batch_size, window_ms, concurrency, .. } => {
+                if !(1..=10).contains(batch_size) {
+                    return Err(format!("the batch size must be 1 to 10, got {batch_size}"));
+                }
+                if *window_ms > 300_000 {
+                    return Err(format!("the batching window must be at most 5 min, got {window_ms} ms"));
+                }
+                if !(1..=100).contains(concurrency) {
+                    return Err(format!("the trigger's concurrency must be 1 to 100, got {concurrency}"));
+                }
+            }
+            Trigger::Cron { missed, .. } => {
+                if missed != "run-once" && missed != "skip" {
+                    return Err(format!("missed must be run-once or skip, got {missed:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Function {
@@ -453,6 +628,8 @@ impl Function {
             sticky: None,
             tags: BTreeMap::new(),
             rollout: None,
+            asynchronous: AsyncSpec::default(),
+            triggers: Vec::new(),
         }
     }
 
