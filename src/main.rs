@@ -83,6 +83,18 @@ enum Command {
     Secret(commands::secret::Args),
     /// Make the server's functions and routes what yun.toml declares.
     Apply(commands::apply::Args),
+    /// Durable queues: create, send, receive, delete, dead letters.
+    Queue(commands::queue::Args),
+    /// Topics that fan messages out to queues and functions.
+    Topic(commands::topic::Args),
+    /// Queue consumers and cron schedules that invoke a function.
+    Trigger(commands::trigger::Args),
+    /// How a function's asynchronous invocations are retried and where their outcomes go.
+    Async(commands::trigger::AsyncArgs),
+    /// A function's asynchronous invocations and their status.
+    Invocations(commands::invocations::Args),
+    /// Dead-lettered events: send them back.
+    Dlq(commands::invocations::DlqArgs),
     /// Set how a function scales: min/max instances, concurrency, keep-alive, queue.
     Scale(commands::scale::Args),
     /// Scaffold a function (with its yun.toml) from a template.
@@ -132,6 +144,12 @@ fn main() -> ExitCode {
             Command::Route(args) => commands::route::run(&cli.global, args).await,
             Command::Secret(args) => commands::secret::run(&cli.global, args).await,
             Command::Apply(args) => commands::apply::run(&cli.global, args).await,
+            Command::Queue(args) => commands::queue::run(&cli.global, args).await,
+            Command::Topic(args) => commands::topic::run(&cli.global, args).await,
+            Command::Trigger(args) => commands::trigger::run(&cli.global, args).await,
+            Command::Async(args) => commands::trigger::run_async(&cli.global, args).await,
+            Command::Invocations(args) => commands::invocations::run(&cli.global, args).await,
+            Command::Dlq(args) => commands::invocations::run_dlq(&cli.global, args).await,
             Command::Scale(args) => commands::scale::run(&cli.global, args).await,
             Command::New(args) => commands::new::run(&cli.global, args).await,
             Command::Build(args) => commands::build::run(&cli.global, args).await,

@@ -25,6 +25,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     println!("serving:   revision {}", v["active_revision"]);
     println!("created:   {}", format_ms(v["created_at_ms"].as_u64().unwrap_or(0)));
     super::traffic::print_traffic(global, &v);
+    super::trigger::print_triggers(&v);
     print_scale(&v["scale"]);
     println!("revisions:");
     for r in v["revisions"].as_array().into_iter().flatten() {

@@ -27,6 +27,9 @@ pub struct Args {
     /// Print the response status and headers before the body.
     #[arg(short = 'i', long = "include")]
     include: bool,
+    /// Invoke asynchronously: the event is stored and retried, and the answer is its id.
+    #[arg(long = "async")]
+    asynchronous: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -39,6 +42,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     for h in &args.headers {
         let Some((k, v)) = h.split_once(':') else { bail!("header {h:?} is not K:V") };
         req = req.header(k.trim(), v.trim());
+    }
+    if args.asynchronous {
+        req = req.header("x-yun-invocation-type", "event");
     }
     if let Some(data) = &args.data {
         let body = match data.strip_prefix('@') {

@@ -137,12 +137,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let keyring = yun_control_plane::Keyring::open_or_create(&data_dir.join("secret.key"))
         .context("opening the secrets key")?;
 
+    // Events (queues, topics, asynchronous invocations) in their own embedded store.
+    let events =
+        Arc::new(yun_events::EventStore::open(&data_dir.join("events.redb")).with_context(|| {
+            format!("opening the event store in {} (is another `yun up` using it?)", data_dir.display())
+        })?);
+
     // Everything that can be checked has been; only now take the port.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = Shutdown::new();
+    let invoker = Arc::new(yun_gateway::GatewayInvoker::default());
+    let triggers = yun_triggers::Triggers::new(
+        Arc::new(yun_events::Queues::new(events)),
+        invoker.clone(),
+        shutdown.receiver(),
+    );
     let control = Arc::new(ControlPlane::new(ControlPlaneParts {
         store: Arc::new(store),
         blobs,
@@ -155,6 +167,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         shutdown: shutdown.receiver(),
         keyring,
         router: Arc::new(yun_control_plane::LiveRouter::new(&args.base_domain)),
+        triggers,
     }));
     let restored = control.restore().await.context("restoring functions from the data directory")?;
     control.spawn_rollout_controller();
@@ -169,6 +182,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             ..GatewayLimits::default()
         },
     ));
+    // Stored events reach functions through the gateway, in-process.
+    invoker.attach(&gateway);
 
     let flushed = logs.clone();
     tokio::spawn(async move {

@@ -12,6 +12,7 @@ pub mod api;
 mod apply;
 pub mod auth;
 pub mod body;
+mod events;
 mod routes;
 mod secrets;
 mod traffic;
@@ -71,6 +72,7 @@ pub struct ControlPlane {
     shutdown: tokio::sync::watch::Receiver<bool>,
     keyring: Keyring,
     router: Arc<LiveRouter>,
+    triggers: Arc<yun_triggers::Triggers>,
     /// Held by every change, so two changes never interleave their read-check-write (two routes
     /// claiming one path, a traffic change racing a rollout step).
     changes: tokio::sync::Mutex<()>,
@@ -116,6 +118,8 @@ pub struct ControlPlaneParts {
     pub keyring: Keyring,
     /// Where the gateway reads the routes in force.
     pub router: Arc<LiveRouter>,
+    /// Asynchronous invocations, queue consumers and schedules.
+    pub triggers: Arc<yun_triggers::Triggers>,
 }
 
 impl ControlPlane {
@@ -132,9 +136,14 @@ impl ControlPlane {
             shutdown: p.shutdown,
             keyring: p.keyring,
             router: p.router,
+            triggers: p.triggers,
             changes: tokio::sync::Mutex::new(()),
             rollouts: Default::default(),
         }
+    }
+
+    pub fn triggers(&self) -> &Arc<yun_triggers::Triggers> {
+        &self.triggers
     }
 
     /// The routes in force, for the gateway.
@@ -212,6 +221,7 @@ impl ControlPlane {
             }
         }
         self.activator.commit(prepared);
+        self.configure_triggers(function)?;
         Ok(())
     }
 
@@ -258,6 +268,28 @@ impl ControlPlane {
             Command::SetSecret(name) => self.set_secret(&name, req.into_body()).await,
             Command::DeleteSecret(name) => self.delete_secret(&name).await,
             Command::Apply { dry_run, prune } => self.apply(req.into_body(), dry_run, prune).await,
+            Command::SetAsync(name) => self.set_async(&name, req.into_body()).await,
+            Command::AddTrigger(name) => self.add_trigger(&name, req.into_body()).await,
+            Command::DeleteTrigger(name, id) => self.delete_trigger(&name, &id).await,
+            Command::ListInvocations(name) => self.list_invocations(&name, req.uri().query()),
+            Command::RedriveFunction(name) => self.redrive_function(&name).await,
+            Command::Invocation(id) => self.invocation(&id),
+            Command::ListQueues => self.list_queues(),
+            Command::CreateQueue(q) => self.create_queue(&q, req.into_body()).await,
+            Command::DescribeQueue(q) => self.describe_queue(&q),
+            Command::DeleteQueue(q) => self.delete_queue(&q).await,
+            Command::SendMessages(q) => self.send_messages(&q, req.into_body()).await,
+            Command::ReceiveMessages(q) => self.receive_messages(&q, req.into_body()).await,
+            Command::DeleteMessages(q) => self.delete_messages(&q, req.into_body()).await,
+            Command::ChangeVisibility(q) => self.change_visibility(&q, req.into_body()).await,
+            Command::PurgeQueue(q) => self.purge_queue(&q),
+            Command::RedriveQueue(q) => self.redrive_queue(&q, req.into_body()).await,
+            Command::ListTopics => self.list_topics(),
+            Command::CreateTopic(t) => self.create_topic(&t),
+            Command::DeleteTopic(t) => self.delete_topic(&t),
+            Command::Subscribe(t) => self.subscribe(&t, req.into_body()).await,
+            Command::Unsubscribe(t) => self.unsubscribe(&t, req.into_body()).await,
+            Command::Publish(t) => self.publish_topic(&t, req.into_body()).await,
         };
         result.unwrap_or_else(|e| body::error(e.code, e.message))
     }
@@ -512,6 +544,8 @@ impl ControlPlane {
                 "sticky": function.sticky.as_ref().map(|s| s.to_string()),
                 "tags": self.tags_view(&function),
                 "rollout": traffic::rollout_view(function.rollout.as_ref()),
+                "async": function.asynchronous,
+                "triggers": function.triggers,
                 "scale": self.scale_view(&function),
                 "revisions": revisions,
             }),
@@ -626,6 +660,7 @@ impl ControlPlane {
             return Err(ApiError::new(ErrorCode::NotFound, format!("no function named {name}")));
         }
         self.activator.remove(name.as_str());
+        self.triggers.remove(name.as_str()).map_err(ApiError::from)?;
         let routes_removed = self.remove_routes_of(name)?;
         self.rollouts.lock().unwrap_or_else(|p| p.into_inner()).remove(name.as_str());
         self.logs.remove(name.as_str()).map_err(internal)?;

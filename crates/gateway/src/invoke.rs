@@ -17,6 +17,14 @@ use std::net::IpAddr;
 use yun_activator::Loaded;
 use yun_runtime_process::{Invocation, ProcessRevision};
 
+/// Where a request came from: a client (its address, if known), or the platform itself, which
+/// authorized it when it accepted it.
+#[derive(Clone, Copy)]
+struct Origin {
+    peer: Option<IpAddr>,
+    trusted: bool,
+}
+
 /// What the process path needs from the common prelude of an invocation.
 struct ProcessCall<'a> {
     name: &'a str,
@@ -33,8 +41,17 @@ pub const REVISION: &str = "x-yun-revision";
 
 /// A request body the invocation path accepts: hyper's, for requests off the wire, or any other
 /// (a stored event's bytes), so triggers invoke through the same path without a network hop.
-pub trait InBody: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
-impl<T> InBody for T where T: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static {}
+pub trait InBody:
+    http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send + Unpin + 'static
+{
+}
+impl<T> InBody for T where
+    T: http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>
+        + Send
+        + Unpin
+        + 'static
+{
+}
 
 impl Gateway {
     /// Invokes `function` (the revision its split draws, or `tag`'s) with a request that did not
@@ -76,10 +93,14 @@ impl Gateway {
             }
         };
         drop(service);
+        if !trusted && crate::events::is_event(req.headers()) {
+            return self.accept_event(req, &deployment, name, tag, path).await;
+        }
         let mut report = crate::report::Report::new(self.control.log_sink(), &deployment, &invocation_id, 0);
         report.arrived = arrived;
-        let response =
-            self.invoke_deployment(req, &deployment, name, path, peer, invocation_id, trusted).await;
+        let response = self
+            .invoke_deployment(req, &deployment, name, path, Origin { peer, trusted }, invocation_id)
+            .await;
         crate::report::attach(response, report)
     }
 
@@ -89,10 +110,10 @@ impl Gateway {
         deployment: &yun_activator::Deployment,
         name: &str,
         path: &str,
-        peer: Option<IpAddr>,
+        origin: Origin,
         invocation_id: String,
-        trusted: bool,
     ) -> Response<Body> {
+        let Origin { peer, trusted } = origin;
         let revision = deployment.revision.number;
         let spec = &deployment.revision.spec;
         if spec.private && !trusted && !self.control.auth().check(req.headers()) {
@@ -341,7 +362,7 @@ async fn read_unknown_length<B: InBody>(
                 }
             }
             Some(Err(e)) => {
-                return Err((ErrorCode::BadRequest, format!("reading the request body: {}", e.into())));
+                return Err((ErrorCode::BadRequest, format!("reading the request body: {e}")));
             }
         }
     }

@@ -21,12 +21,36 @@ use yun_telemetry::Counters;
 
 use crate::Gateway;
 use crate::invoke::{new_invocation_id, wasm_error_code};
+use yun_triggers::envelope;
 use yun_types::ErrorCode;
 
 /// Largest function result returned through the Invoke API, as in AWS.
 const MAX_RESULT: usize = 6 * 1024 * 1024;
 
 impl Gateway {
+    /// A stored Invoke API event, delivered: the function's split picks the revision.
+    pub(crate) async fn lambda_event(
+        self: &Arc<Self>,
+        function: &str,
+        payload: Bytes,
+    ) -> yun_triggers::Outcome {
+        let gone =
+            |status: u16, why: String| yun_triggers::Outcome { status, body: Bytes::new(), error: Some(why) };
+        let Some(service) = self.activator.lookup(function) else {
+            return gone(404, format!("no function named {function}"));
+        };
+        let Ok(deployment) = service.pick(None, &http::HeaderMap::new()) else {
+            return gone(404, format!("no function named {function}"));
+        };
+        drop(service);
+        match self.run_payload(&deployment, payload, &new_invocation_id(), None).await {
+            Outcome::Response(body) => yun_triggers::Outcome { status: 200, body, error: None },
+            Outcome::Error { error_type, body } => {
+                yun_triggers::Outcome { status: 500, body, error: Some(error_type) }
+            }
+        }
+    }
+
     pub(crate) async fn lambda_invoke(
         self: &Arc<Self>,
         req: Request<Incoming>,
@@ -88,13 +112,19 @@ impl Gateway {
         match params.invocation_type {
             InvocationType::DryRun => aws(invoke_api::accepted_response(InvocationType::DryRun, &request_id)),
             InvocationType::Event => {
-                // Accepted once queued; the queueing issue will make this durable and retried.
-                let gw = self.clone();
-                let id = request_id.clone();
-                tokio::spawn(async move {
-                    gw.run_payload(&deployment, payload, &id, peer).await;
-                });
-                aws(invoke_api::accepted_response(InvocationType::Event, &request_id))
+                // Accepted once stored: the dispatcher delivers it (retried, dead-lettered).
+                drop(deployment);
+                let mut attributes = std::collections::BTreeMap::new();
+                attributes.insert(envelope::ATTR_KIND.to_string(), envelope::KIND_EVENT.to_string());
+                attributes.insert(yun_triggers::ATTR_LAMBDA.to_string(), "1".to_string());
+                attributes.insert("content-type".to_string(), "application/json".to_string());
+                match self.control.triggers().enqueue(&params.function_name, payload, attributes).await {
+                    Ok(id) => aws(invoke_api::accepted_response(InvocationType::Event, &id)),
+                    Err(e) => {
+                        aws(invoke_api::ApiError::Service(format!("the event could not be stored: {e}"))
+                            .to_response(&request_id))
+                    }
+                }
             }
             InvocationType::RequestResponse => {
                 let since = yun_types::now_ms();

@@ -6,11 +6,13 @@
 //! runtime failures to HTTP statuses. It does not parse management commands, decide routes
 //! or run guests itself.
 
+mod events;
 mod invoke;
 mod lambda_api;
 mod report;
 mod shutdown;
 
+pub use events::{GatewayInvoker, INVOCATION_TYPE};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 use std::convert::Infallible;

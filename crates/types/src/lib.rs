@@ -466,7 +466,9 @@ impl std::str::FromStr for Destination {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
-            Some(("function", n)) => FunctionName::new(n).map(Destination::Function).map_err(|e| e.to_string()),
+            Some(("function", n)) => {
+                FunctionName::new(n).map(Destination::Function).map_err(|e| e.to_string())
+            }
             Some(("queue", q)) if !q.is_empty() => Ok(Destination::Queue(q.to_string())),
             _ => Err(format!("{s:?} is not a destination: use function:NAME or queue:NAME")),
         }
