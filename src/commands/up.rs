@@ -149,7 +149,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let (trigger, shutdown) = Shutdown::new();
-    let invoker = Arc::new(yun_gateway::GatewayInvoker::default());
+    let invoker = Arc::new(yun_gateway::GatewayInvoker::new(auth.clone()));
+    activator.set_local(invoker.clone());
     let triggers = yun_triggers::Triggers::new(
         Arc::new(yun_events::Queues::new(events)),
         invoker.clone(),

@@ -228,6 +228,8 @@ pub struct Activator {
     counters: Arc<Counters>,
     policy: InstancePolicy,
     table: RwLock<HashMap<String, Arc<Service>>>,
+    /// yun's API as functions reach it from inside; set once the gateway exists.
+    local: std::sync::OnceLock<Arc<dyn yun_types::local::LocalApi>>,
 }
 
 impl Activator {
@@ -250,7 +252,14 @@ impl Activator {
             counters,
             policy,
             table: RwLock::new(HashMap::new()),
+            local: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets functions call yun's API from inside (in-process for wasm, `YUN_API` for
+    /// processes); revisions loaded from now on get it.
+    pub fn set_local(&self, local: Arc<dyn yun_types::local::LocalApi>) {
+        let _ = self.local.set(local);
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -372,12 +381,17 @@ impl Activator {
                 return Err(ActivateError::MissingCode(digest.clone()));
             }
             let spec = &revision.spec;
+            let mut env = deployment.env();
+            if let Some(local) = self.local.get() {
+                env.push(("YUN_TOKEN".into(), local.token_for(revision.function.as_str())));
+            }
             let config = ProcessConfig {
                 function: revision.function.as_str().into(),
                 revision: revision.number,
                 code_dir,
                 spec: process.clone(),
-                env: deployment.env(),
+                env,
+                local: self.local.get().cloned(),
                 memory_bytes: spec.limits.memory_bytes,
                 timeout: Duration::from_millis(spec.limits.timeout_ms),
                 outbound: !spec.allow_outbound.is_empty(),
@@ -423,6 +437,7 @@ impl Activator {
             max_reuse: self.policy.max_reuse,
             idle_timeout: self.policy.idle_timeout,
             log_sink: self.sink_for(deployment),
+            local: self.local.get().cloned(),
         }
     }
 }

@@ -109,6 +109,22 @@ pub enum Command {
     Publish(String),
 }
 
+impl Command {
+    /// What a function may do with its scoped token (from inside, through yun's local API):
+    /// use queues and topics. Functions invoke each other through `/fn/`, not `/v1`.
+    pub fn open_to_functions(&self) -> bool {
+        matches!(
+            self,
+            Command::SendMessages(_)
+                | Command::ReceiveMessages(_)
+                | Command::DeleteMessages(_)
+                | Command::ChangeVisibility(_)
+                | Command::DescribeQueue(_)
+                | Command::Publish(_)
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogQuery {
     /// Only entries at or after this time (ms since the Unix epoch).

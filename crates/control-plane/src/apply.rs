@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hyper::body::Incoming;
+use crate::body::Body as Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use yun_router::{RouteSpec, Routes};

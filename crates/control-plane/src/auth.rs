@@ -50,15 +50,39 @@ impl Auth {
 
     /// Whether the request carries the admin token as `Authorization: Bearer <token>`.
     pub fn check(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        constant_time_eq(given.trim().as_bytes(), self.token.as_bytes())
+        bearer(headers).is_some_and(|given| constant_time_eq(given.as_bytes(), self.token.as_bytes()))
     }
+
+    /// The token function `name` gets to call yun's API with: `yunf.NAME.MAC`, where the MAC is
+    /// HMAC-SHA256 of the name under the admin token, so it is checked without being stored and
+    /// changes when the admin token does.
+    pub fn function_token(&self, name: &str) -> String {
+        format!("yunf.{name}.{}", self.mac(name))
+    }
+
+    /// The function whose scoped token the request carries, if it carries a valid one.
+    pub fn function_of(&self, headers: &HeaderMap) -> Option<String> {
+        let given = bearer(headers)?;
+        let (name, mac) = given.strip_prefix("yunf.")?.rsplit_once('.')?;
+        constant_time_eq(mac.as_bytes(), self.mac(name).as_bytes()).then(|| name.to_string())
+    }
+
+    fn mac(&self, name: &str) -> String {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.token.as_bytes()).expect("any key length");
+        mac.update(b"function:");
+        mac.update(name.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..20])
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a guessed
@@ -73,6 +97,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_tokens_name_their_function_and_cannot_be_forged() {
+        let auth = Auth::new("yun_secret".into());
+        let mut headers = HeaderMap::new();
+        let token = auth.function_token("orders");
+        headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        assert_eq!(auth.function_of(&headers).as_deref(), Some("orders"));
+        assert!(!auth.check(&headers), "a function token is not the admin token");
+        let forged = token.replace("yunf.orders.", "yunf.billing.");
+        headers.insert(http::header::AUTHORIZATION, format!("Bearer {forged}").parse().unwrap());
+        assert_eq!(auth.function_of(&headers), None);
+        let other = Auth::new("yun_other".into());
+        headers.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        assert_eq!(other.function_of(&headers), None, "another admin token makes other function tokens");
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use crate::body::Body as Incoming;
 use serde::Deserialize;
 use serde_json::json;
 use yun_events::{EventError, InvocationStatus, NewMessage, QueueConfig, Received, Subscription};

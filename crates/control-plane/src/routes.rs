@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use hyper::body::Incoming;
+use crate::body::Body as Incoming;
 use serde_json::json;
 use yun_router::{RouteError, RouteSpec, Router, Routes};
 use yun_types::{ErrorCode, FunctionName};

@@ -2,15 +2,14 @@
 //! deleted unless a function still routes to a revision that uses them, and resolved into the
 //! environment of the deployments that name them. No response ever carries a value.
 
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use crate::body::Body as Incoming;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use yun_activator::Secrets;
 use yun_store::SecretRecord;
 use yun_types::{ErrorCode, Function, RevisionSpec, now_ms};
 
-use crate::{ApiError, ApiResult, ControlPlane, bad, body, internal};
+use crate::{ApiError, ApiResult, ControlPlane, bad, body, internal, read_json_body};
 
 impl ControlPlane {
     /// The values of a revision's secrets, opened with the data directory's key.
@@ -76,18 +75,13 @@ impl ControlPlane {
     pub(crate) async fn set_secret(&self, name: &str, incoming: Incoming) -> ApiResult {
         yun_secrets::validate_name(name).map_err(|e| bad(e.to_string()))?;
         let limit = yun_secrets::MAX_VALUE_BYTES;
-        let value = http_body_util::Limited::new(incoming, limit + 1)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::new(ErrorCode::PayloadTooLarge, format!("a secret is at most {limit} bytes"))
-                } else {
-                    bad(format!("reading the secret: {e}"))
-                }
-            })?
-            .to_bytes();
-        let value = yun_secrets::SecretValue::from(value.to_vec());
+        let value = read_json_body(incoming, limit).await.map_err(|e| match e.code {
+            ErrorCode::PayloadTooLarge => {
+                ApiError::new(ErrorCode::PayloadTooLarge, format!("a secret is at most {limit} bytes"))
+            }
+            _ => e,
+        })?;
+        let value = yun_secrets::SecretValue::from(value);
         yun_secrets::validate_value(value.expose()).map_err(|e| bad(e.to_string()))?;
         value
             .expose_str()

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use crate::body::Body as Incoming;
 use serde::Deserialize;
 use serde_json::json;
 use yun_store::Rejected;

@@ -37,7 +37,7 @@ impl Gateway {
         path: &str,
     ) -> Response<Body> {
         let spec = &deployment.revision.spec;
-        if spec.private && !self.control.auth().check(req.headers()) {
+        if spec.private && !self.may_call_private(req.headers()) {
             return body::error(
                 ErrorCode::Unauthorized,
                 format!("function {name} is private: send `Authorization: Bearer <token>`"),
@@ -92,14 +92,63 @@ impl Gateway {
 
 /// The triggers' way into the gateway. Made before the gateway exists (the control plane,
 /// which the gateway is built on, needs the triggers), and attached to it afterwards.
-#[derive(Default)]
 pub struct GatewayInvoker {
     gateway: OnceLock<Weak<Gateway>>,
+    auth: yun_control_plane::Auth,
 }
 
 impl GatewayInvoker {
+    pub fn new(auth: yun_control_plane::Auth) -> Self {
+        GatewayInvoker { gateway: OnceLock::new(), auth }
+    }
+
     pub fn attach(&self, gateway: &Arc<Gateway>) {
         let _ = self.gateway.set(Arc::downgrade(gateway));
+    }
+}
+
+impl yun_types::local::LocalApi for GatewayInvoker {
+    fn call(
+        &self,
+        _caller: &str,
+        request: Request<Bytes>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Bytes>> + Send + 'static>> {
+        let gateway = self.gateway.get().and_then(Weak::upgrade);
+        Box::pin(async move {
+            let Some(gateway) = gateway else {
+                let mut r = Response::new(Bytes::from_static(b"the server is stopping\n"));
+                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                return r;
+            };
+            let response = gateway.serve_local(request.map(http_body_util::Full::new)).await;
+            let (parts, body) = response.into_parts();
+            Response::from_parts(parts, read_limited(body, yun_types::local::MAX_LOCAL_BODY).await)
+        })
+    }
+
+    fn token_for(&self, function: &str) -> String {
+        self.auth.function_token(function)
+    }
+}
+
+impl Gateway {
+    /// A request a function made to yun's own API, routed as one off the wire would be, but
+    /// never leaving the process. Its rights are its bearer token's: the calling function's
+    /// scoped token, not the administrator's.
+    async fn serve_local<B: InBody>(self: &Arc<Self>, req: Request<B>) -> Response<Body> {
+        let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
+        let path = req.uri().path().to_owned();
+        let router = self.control.router().get();
+        match router.route(host.as_deref(), &path) {
+            yun_router::Target::Function { name, tag, path, .. } => {
+                self.invoke(req, name, tag, path, None, false).await
+            }
+            yun_router::Target::Platform => {
+                let req = req
+                    .map(|b| b.map_err(|e| Box::new(e) as yun_control_plane::body::BoxError).boxed_unsync());
+                self.control.handle(req).await
+            }
+        }
     }
 }
 

@@ -93,9 +93,16 @@ impl Gateway {
             Target::Platform if path.starts_with(yun_lambda::invoke_api::PATH_PREFIX) => {
                 self.lambda_invoke(req, peer).await
             }
-            Target::Platform => self.control.handle(req).await,
+            Target::Platform => self.control.handle(req.map(to_body)).await,
         }
     }
+}
+
+/// A wire request body as the management API takes it (it is off the invocation path, so one
+/// box is no cost worth avoiding).
+fn to_body(b: Incoming) -> Body {
+    use http_body_util::BodyExt;
+    b.map_err(|e| Box::new(e) as yun_control_plane::body::BoxError).boxed_unsync()
 }
 
 fn serde_ok() -> std::collections::BTreeMap<&'static str, &'static str> {

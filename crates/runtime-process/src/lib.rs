@@ -109,6 +109,8 @@ pub struct ProcessConfig {
     pub outbound: bool,
     /// Where this revision's output goes (the runtime's sink, or one that redacts its secrets).
     pub log_sink: Arc<dyn LogSink>,
+    /// yun's own API, served to resident instances on `YUN_API` (inside their sandbox).
+    pub local: Option<Arc<dyn yun_types::local::LocalApi>>,
 }
 
 impl std::fmt::Debug for ProcessConfig {

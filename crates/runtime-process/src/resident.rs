@@ -29,6 +29,8 @@ const SPARE_DELAY: Duration = Duration::from_millis(100);
 const ISOLATED_PORT: u16 = 8080;
 /// Where an isolated Lambda runtime client finds the Runtime API (AWS uses 127.0.0.1:9001).
 const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
+/// Where an isolated instance reaches yun's own API (`YUN_API`).
+const ISOLATED_YUN_API_PORT: u16 = 9002;
 
 /// Starts a revision's resident instances for its pool.
 ///
@@ -249,6 +251,8 @@ struct Spare {
     port: u16,
     lambda: Option<Arc<RuntimeApi>>,
     host_listener: Option<tokio::net::TcpListener>,
+    /// Unisolated: the host port yun's API is served on for this instance.
+    api_listener: Option<tokio::net::TcpListener>,
 }
 
 impl Spare {
@@ -293,13 +297,27 @@ impl Spare {
                 env.push((k, v));
             }
         }
+        let mut api_listener = None;
+        if config.local.is_some() {
+            let address = if isolated {
+                format!("127.0.0.1:{ISOLATED_YUN_API_PORT}")
+            } else {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| unavailable(format!("cannot open yun's API for the function: {e}")))?;
+                let a = l.local_addr().map_err(|e| unavailable(e.to_string()))?.to_string();
+                api_listener = Some(l);
+                a
+            };
+            env.push(("YUN_API".to_string(), format!("http://{address}")));
+        }
         let spec = runtime.instance_spec(config, env, false);
         let instance = runtime
             .sandbox
             .spawn(spec)
             .await
             .map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
-        Ok(Spare { instance, port, lambda, host_listener })
+        Ok(Spare { instance, port, lambda, host_listener, api_listener })
     }
 }
 
@@ -308,7 +326,7 @@ impl Resident {
     /// whose arrival started it (empty for a scale-up), which the startup output belongs to.
     async fn launch(spare: Spare, config: &ProcessConfig, invocation_id: &str) -> Result<Self, InvokeError> {
         let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
-        let Spare { mut instance, port, lambda, host_listener } = spare;
+        let Spare { mut instance, port, lambda, host_listener, api_listener } = spare;
         let to = Attribution::new(config.log_sink.clone(), config.function.clone(), config.revision);
         // Startup output belongs to the request that caused the start.
         to.begin(invocation_id);
@@ -328,6 +346,18 @@ impl Resident {
             };
             let mut gone = exited.clone();
             tokio::spawn(api.clone().serve(listener, async move {
+                let _ = gone.wait_for(|e| e.is_some()).await;
+            }));
+        }
+        if let Some(local) = &config.local {
+            let listener = match api_listener {
+                Some(l) => l,
+                None => instance
+                    .listen_tcp(ISOLATED_YUN_API_PORT)
+                    .map_err(|e| unavailable(format!("cannot open yun's API in the sandbox: {e}")))?,
+            };
+            let mut gone = exited.clone();
+            tokio::spawn(serve_local(local.clone(), config.function.clone(), listener, async move {
                 let _ = gone.wait_for(|e| e.is_some()).await;
             }));
         }
@@ -745,4 +775,56 @@ pub(crate) async fn invoke_event(
     };
     let _serving = resident.serving(&inv.id);
     Ok((run_event(resident, &api, config, event, inv).await?, lease.temperature()))
+}
+
+/// Serves yun's API to one instance (its `YUN_API`) until the instance exits.
+async fn serve_local(
+    local: Arc<dyn yun_types::local::LocalApi>,
+    function: Arc<str>,
+    listener: tokio::net::TcpListener,
+    gone: impl Future<Output = ()> + Send,
+) {
+    use http_body_util::BodyExt;
+    let mut gone = std::pin::pin!(gone);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = &mut gone => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (local, function) = (local.clone(), function.clone());
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let (local, function) = (local.clone(), function.clone());
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let limited = http_body_util::Limited::new(body, yun_types::local::MAX_LOCAL_BODY);
+                                let response = match limited.collect().await {
+                                    Ok(body) => {
+                                        let request = http::Request::from_parts(parts, body.to_bytes());
+                                        local.call(&function, request).await
+                                    }
+                                    Err(e) => {
+                                        let mut r = http::Response::new(bytes::Bytes::from(format!("reading the request: {e}\n")));
+                                        *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+                                        r
+                                    }
+                                };
+                                Ok::<_, std::convert::Infallible>(response.map(http_body_util::Full::new))
+                            }
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                            tracing::debug!("a function's connection to yun's API ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accepting on a function's yun API failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
 }

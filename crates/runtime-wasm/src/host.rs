@@ -46,9 +46,13 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     Ok(linker)
 }
 
-/// Outbound HTTP is denied unless the destination host is on the function's allow-list.
+/// Outbound HTTP is denied unless the destination host is on the function's allow-list; yun's
+/// own API (`http://yun.internal/`) is always reachable, served in-process.
 pub(crate) struct OutboundPolicy {
     pub allowed: Arc<[String]>,
+    pub local: Option<Arc<dyn yun_types::local::LocalApi>>,
+    /// Who is calling, for the local API's scoped rights.
+    pub function: Arc<str>,
 }
 
 impl OutboundPolicy {
@@ -90,6 +94,34 @@ impl WasiHttpHooks for OutboundPolicy {
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let _ = fut;
+        if request.uri().host() == Some(yun_types::local::LOCAL_HOST)
+            && let Some(local) = self.local.clone()
+        {
+            let caller = self.function.clone();
+            return Box::new(async move {
+                use http_body_util::BodyExt;
+                let (parts, body) = request.into_parts();
+                let body = http_body_util::Limited::new(body, yun_types::local::MAX_LOCAL_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        wasmtime_wasi_http::Error::InternalError(Some(format!("reading the request: {e}")))
+                    })?
+                    .to_bytes();
+                let mut request = http::Request::from_parts(parts, body);
+                // The guest acts as its function: it gets that function's scoped rights.
+                if !request.headers().contains_key(http::header::AUTHORIZATION)
+                    && let Ok(v) =
+                        http::HeaderValue::from_str(&format!("Bearer {}", local.token_for(&caller)))
+                {
+                    request.headers_mut().insert(http::header::AUTHORIZATION, v);
+                }
+                let response = local.call(&caller, request).await;
+                let response = response
+                    .map(|b| http_body_util::Full::new(b).map_err(|never| match never {}).boxed_unsync());
+                Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>))
+            });
+        }
         let uri = request.uri();
         let port = uri.port_u16().or(match uri.scheme_str() {
             Some("http") => Some(80),
@@ -364,7 +396,11 @@ mod tests {
     use super::*;
 
     fn policy(rules: &[&str]) -> OutboundPolicy {
-        OutboundPolicy { allowed: rules.iter().map(|s| s.to_string()).collect() }
+        OutboundPolicy {
+            allowed: rules.iter().map(|s| s.to_string()).collect(),
+            local: None,
+            function: "f".into(),
+        }
     }
 
     #[test]

@@ -50,7 +50,11 @@ impl HandlerState for RevisionHandler {
             table,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy { allowed: self.outbound.clone() },
+            hooks: OutboundPolicy {
+                allowed: self.outbound.clone(),
+                local: config.local.clone(),
+                function: config.function.clone(),
+            },
             limiter: Limiter { memory_limit: config.memory_bytes, used: 0, shared: shared.clone() },
         };
         let mut store = Store::new(&self.engine, host);

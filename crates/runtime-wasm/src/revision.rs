@@ -29,6 +29,8 @@ pub struct RevisionConfig {
     /// How long an idle instance stays warm (reuse mode).
     pub idle_timeout: Duration,
     pub log_sink: Arc<dyn LogSink>,
+    /// yun's own API, reached by the guest at `http://yun.internal/`, in-process.
+    pub local: Option<Arc<dyn yun_types::local::LocalApi>>,
 }
 
 /// One invocation as the runtime sees it: its id, and what went wrong, if anything.

@@ -1053,3 +1053,35 @@ mod tests {
         assert_eq!(json["error"]["code"], "not_found");
     }
 }
+
+/// yun's own API as functions reach it from inside: a wasm guest's outbound request to
+/// [`LOCAL_HOST`], or a process function's request to its `YUN_API`. The gateway implements it,
+/// in-process, so one function invoking another or sending to a queue takes no network hop.
+pub mod local {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use bytes::Bytes;
+
+    /// The host name a wasm guest calls yun by: `http://yun.internal/fn/other/` or
+    /// `http://yun.internal/v1/queues/q/messages`.
+    pub const LOCAL_HOST: &str = "yun.internal";
+
+    /// The largest request or response body a local call carries (bodies are whole: these
+    /// are API calls and function-to-function calls, not bulk transfers).
+    pub const MAX_LOCAL_BODY: usize = 6 * 1024 * 1024;
+
+    pub trait LocalApi: Send + Sync + 'static {
+        /// Serves `request` made by function `caller`, with the rights of the bearer token it
+        /// carries (a function's scoped token, never the administrator's).
+        fn call(
+            &self,
+            caller: &str,
+            request: http::Request<Bytes>,
+        ) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send + 'static>>;
+
+        /// The bearer token function `function` calls with: it may invoke functions and use
+        /// queues and topics, nothing more.
+        fn token_for(&self, function: &str) -> String;
+    }
+}
