@@ -222,6 +222,32 @@ async fn queues_deliver_at_least_once_dead_letter_and_keep_fifo_order() {
 }
 
 #[tokio::test]
+async fn a_topic_fans_out_to_queues_and_functions() {
+    let yun = Yun::start(BIN);
+    yun.deploy("listener", "echo", &[]);
+    yun.cli_ok(&["queue", "create", "audit"]);
+    yun.cli_ok(&["topic", "create", "orders"]);
+    yun.cli_ok(&["topic", "subscribe", "orders", "queue:audit"]);
+    yun.cli_ok(&["topic", "subscribe", "orders", "function:listener"]);
+    let out = yun.cli_ok(&["topic", "publish", "orders", "order-42"]);
+    assert!(out.contains("2 deliveries"), "{out}");
+    let got: Value = serde_json::from_str(&yun.cli_ok(&["queue", "receive", "audit", "--json"])).unwrap();
+    assert_eq!(got["messages"][0]["body"], "order-42");
+    wait_until("the subscribed function to run", Duration::from_secs(10), || async {
+        !invocations(&yun, "listener", Some("succeeded")).is_empty()
+    })
+    .await;
+    let out = yun.cli(&["topic", "subscribe", "orders", "queue:missing"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        call(api(&yun, reqwest::Method::POST, "/v1/topics/nope/publish").json(&json!({ "body": "x" })))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
 async fn a_queue_trigger_retries_failed_records_alone_and_isolates_a_poison_message() {
     let yun = Yun::start(BIN);
     let dir = repo_root().join("examples/queue-consumer").display().to_string();
@@ -364,6 +390,17 @@ async fn recorder() -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
 #[tokio::test]
 async fn every_acknowledged_event_survives_kill_9_round_after_round() {
     let rounds: usize = std::env::var("YUN_KILL_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+    kill_rounds(rounds).await;
+}
+
+/// The same for longer: `cargo test --test events -- --ignored`.
+#[tokio::test]
+#[ignore]
+async fn every_acknowledged_event_survives_200_kill_9_rounds() {
+    kill_rounds(200).await;
+}
+
+async fn kill_rounds(rounds: usize) {
     let (port, seen) = recorder().await;
     let mut yun = Yun::start(BIN);
     let outbound = format!("127.0.0.1:{port}");
