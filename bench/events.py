@@ -10,7 +10,9 @@ The function NAME must already be deployed (a no-op, e.g. examples/hello-rust). 
   floor     write 100 bytes + fsync in a loop for --floor-s seconds, one thread, in a file
             next to the data directory (same filesystem, checked): the fsyncs per second the
             disk gives one writer. Every event costs at least one fsync (redb commits with one
-            fsync each), so this is the ceiling a single-writer store can approach.
+            fsync each), so this is the ceiling a single-writer store can approach. Then the
+            same with pwrite into a preallocated file + fdatasync (no size change, so no ext4
+            journal commit per sync), which is closer to redb's commits.
   warm-up   --warmup events (not measured), waited for until they succeed.
   async     --n events `POST /fn/NAME/` with `x-yun-invocation-type: event` from --clients
             threads (keep-alive connections, one request at a time each), then polls every
@@ -22,7 +24,7 @@ The function NAME must already be deployed (a no-op, e.g. examples/hello-rust). 
   queue     a queue without consumers: --queue-n single sends, then --queue-n messages in
             batches of 10, then --clients threads receive (max 10, wait_ms 1000) and delete
             (one delete request per receive, its receipts) until all are deleted.
-  floor     again at the end, to see whether the disk changed during the run.
+  floor     both again at the end, to see whether the disk changed during the run.
 
 For every phase it records the wall time, yun's CPU time (/proc/PID/stat, all threads), this
 client's CPU time, and the flush requests the disk completed (/sys/dev/block/M:m/stat; the
@@ -170,18 +172,34 @@ def run_clients(n_clients, make_conn, work, items):
 
 
 # ---------------------------------------------------------------- phases
-def floor(dirpath, seconds):
+def floor(dirpath, seconds, inplace=False):
+    """write 100 B + fsync in a loop (appending: every fsync also commits the size change in
+    ext4's journal), or with inplace=True pwrite 100 B into a preallocated 4 MiB file (4 KiB
+    apart, cycling) + fdatasync, which is closer to what redb does (it rewrites pages of a file
+    that already has its size)."""
     path = os.path.join(dirpath, f"fsync-floor.{os.getpid()}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     buf = b"x" * 99 + b"\n"
+    size = 4 << 20
+    if inplace:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, b"\0" * size)
+        os.fsync(fd)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
     lat = []
     clock = time.perf_counter
+    off = 0
     try:
         t0 = clock()
         while clock() - t0 < seconds:
             t = clock()
-            os.write(fd, buf)
-            os.fsync(fd)
+            if inplace:
+                os.pwrite(fd, buf, off)
+                os.fdatasync(fd)
+                off = (off + 4096) % size
+            else:
+                os.write(fd, buf)
+                os.fsync(fd)
             lat.append(clock() - t)
         total = clock() - t0
     finally:
@@ -432,15 +450,20 @@ def per_op(c, ops, key):
 def table(r):
     fl = r["floor_start"]["per_s"]
     fl_end = r["floor_end"]["per_s"]
+    fi = r["floor_inplace_start"]["per_s"]
+    fi_end = r["floor_inplace_end"]["per_s"]
     a = r["async"]
     q = r["queue"]
     lines = [
         f"fsync floor: {fl:.0f}/s at the start, {fl_end:.0f}/s at the end "
-        f"(write 100 B + fsync, one thread; p50 {r['floor_start']['p50_ms']} ms); vs floor = value / start floor",
+        f"(write 100 B + fsync, appending, one thread; p50 {r['floor_start']['p50_ms']} ms, p99 {r['floor_start']['p99_ms']} ms); "
+        f"in place (pwrite + fdatasync): {fi:.0f}/s, {fi_end:.0f}/s (p50 {r['floor_inplace_start']['p50_ms']} ms). "
+        "vs floor = value / the appending floor at the start",
         "",
         "| metric | value | vs floor |",
         "|---|---|---|",
         f"| fsync'd appends, one writer (start / end) | {fl:.0f} / {fl_end:.0f} /s | 1.00x |",
+        f"| in-place writes + fdatasync, one writer (start / end) | {fi:.0f} / {fi_end:.0f} /s | {ratio(fi, fl)} |",
         f"| async events, enqueue → function done ({a['n']} events, {a['clients']} clients) | {a['e2e_per_s']:.0f} /s | {ratio(a['e2e_per_s'], fl)} |",
         f"| async enqueue alone (202s, dispatcher running) | {a['enqueue_per_s']:.0f} /s | {ratio(a['enqueue_per_s'], fl)} |",
         f"| 202 latency p50 / p99 | {a['accept_p50_ms']} / {a['accept_p99_ms']} ms | |",
@@ -469,9 +492,9 @@ def table(r):
     row("queue: send batch (per message)", q["send_batch10"]["messages"], q["send_batch10"]["counters"])
     row("queue: send batch (per request)", q["send_batch10"]["requests"], q["send_batch10"]["counters"])
     row("queue: receive+delete (per message)", q["receive_delete"]["deleted"], q["receive_delete"]["counters"])
-    fc = r["floor_start"].get("counters")
-    if fc:
-        row("floor: fsync loop (per fsync)", r["floor_start"]["fsyncs"], fc)
+    row("floor at the start: append + fsync (per fsync)", r["floor_start"]["fsyncs"], r["floor_start"]["counters"])
+    row("floor at the start: in place + fdatasync (per fdatasync)", r["floor_inplace_start"]["fsyncs"],
+        r["floor_inplace_start"]["counters"])
     return "\n".join(lines)
 
 
@@ -506,18 +529,21 @@ def main():
 
     r = {"url": a.url, "function": a.function, "disk_stat": counters.disk,
          "loadavg_start": open("/proc/loadavg").read().split()[:3]}
-    log(f"floor: {a.floor_s} s of write 100 B + fsync in {floor_dir}")
-    c0 = counters.snap()
-    r["floor_start"] = floor(floor_dir, a.floor_s)
-    r["floor_start"]["counters"] = Counters.delta(c0, counters.snap())
-    log(f"floor: {r['floor_start']}")
+    def floors(when):
+        for key, inplace in (("floor", False), ("floor_inplace", True)):
+            what = "pwrite 100 B + fdatasync (in place)" if inplace else "write 100 B + fsync (append)"
+            log(f"{key} ({when}): {a.floor_s} s of {what} in {floor_dir}")
+            c0 = counters.snap()
+            f = floor(floor_dir, a.floor_s, inplace)
+            f["counters"] = Counters.delta(c0, counters.snap())
+            r[f"{key}_{when}"] = f
+            log(f"{key} ({when}): {f['per_s']}/s, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms")
+
+    floors("start")
     r["async"] = phase_async(a, make_conn, counters, admin)
     log(f"async: {r['async']['e2e_per_s']} events/s end to end, {r['async']['enqueue_per_s']} /s enqueue")
     r["queue"] = phase_queue(a, make_conn, counters, admin)
-    log("floor again")
-    c0 = counters.snap()
-    r["floor_end"] = floor(floor_dir, a.floor_s)
-    r["floor_end"]["counters"] = Counters.delta(c0, counters.snap())
+    floors("end")
     r["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
 
     os.makedirs(a.out, exist_ok=True)

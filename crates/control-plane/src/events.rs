@@ -477,7 +477,6 @@ impl ControlPlane {
 }
 
 fn parse_status(s: &str) -> Result<InvocationStatus, ApiError> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-        bad(format!("unknown status {s:?}: use queued, running, succeeded, failed or dead-lettered"))
-    })
+    s.parse::<InvocationStatus>()
+        .map_err(|_| bad(format!("unknown status {s:?}: use queued, running, succeeded or failed")))
 }
