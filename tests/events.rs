@@ -525,3 +525,35 @@ async fn functions_invoke_functions_and_use_queues_from_inside_with_scoped_right
     let (_, body) = get(format!("{}/fn/py/?admin=1", yun.url())).await;
     assert!(body.starts_with("401"), "{body}");
 }
+
+/// Every record ends in its outcome, however fast the dispatcher takes the event after it is
+/// stored (a record written after the message once overwrote outcomes with `queued`).
+#[tokio::test]
+async fn every_async_invocation_record_ends_in_its_outcome() {
+    let yun = Yun::start(BIN);
+    yun.deploy("fast", "echo", &[]);
+    let client = reqwest::Client::new();
+    let mut sends = Vec::new();
+    for _ in 0..200 {
+        let req = client.post(format!("{}/fn/fast/", yun.url())).header("x-yun-invocation-type", "event");
+        sends.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
+    }
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 202);
+    }
+    wait_until("all 200 to succeed", Duration::from_secs(30), || async {
+        let v: Value = serde_json::from_str(&yun.cli_ok(&[
+            "invocations",
+            "fast",
+            "--status",
+            "succeeded",
+            "--limit",
+            "1000",
+            "--json",
+        ]))
+        .unwrap();
+        v["invocations"].as_array().unwrap().len() == 200
+    })
+    .await;
+    assert!(invocations(&yun, "fast", Some("queued")).is_empty());
+}

@@ -124,6 +124,8 @@ pub struct Triggers {
     queues: Arc<Queues>,
     invoker: Arc<dyn Invoker>,
     functions: Mutex<HashMap<String, FunctionState>>,
+    /// Functions whose queues are known to exist.
+    ensured: Mutex<std::collections::HashSet<String>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -134,8 +136,13 @@ const LONG_POLL: Duration = Duration::from_secs(20);
 
 impl Triggers {
     pub fn new(queues: Arc<Queues>, invoker: Arc<dyn Invoker>, shutdown: watch::Receiver<bool>) -> Arc<Self> {
-        let triggers =
-            Arc::new(Triggers { queues, invoker, functions: Mutex::new(HashMap::new()), shutdown });
+        let triggers = Arc::new(Triggers {
+            queues,
+            invoker,
+            functions: Mutex::new(HashMap::new()),
+            ensured: Mutex::default(),
+            shutdown,
+        });
         let t = triggers.clone();
         tokio::spawn(async move { t.cron_loop().await });
         triggers
@@ -218,6 +225,7 @@ impl Triggers {
     /// Stops everything of a removed function and drops its pending events.
     pub fn remove(&self, function: &str) -> Result<(), TriggerError> {
         self.functions.lock().unwrap_or_else(|p| p.into_inner()).remove(function);
+        self.ensured.lock().unwrap_or_else(|p| p.into_inner()).remove(function);
         for q in [function_queue(function), function_dlq(function)] {
             match self.store().delete_queue(&q) {
                 Ok(_) | Err(EventError::NoQueue(_)) => {}
@@ -229,6 +237,14 @@ impl Triggers {
     }
 
     fn ensure_queues(&self, function: &str) -> Result<(), TriggerError> {
+        self.ensure_queues_once(function)?;
+        self.ensured.lock().unwrap_or_else(|p| p.into_inner()).insert(function.to_string());
+        Ok(())
+    }
+
+    /// Makes the function's queues exist with the settings the dispatcher relies on (each call
+    /// a commit, so enqueue does it once per function, not per event).
+    fn ensure_queues_once(&self, function: &str) -> Result<(), TriggerError> {
         let now = now_ms();
         // The dispatcher counts attempts itself; the queue's own limit only guards against a
         // message that keeps crashing yun mid-delivery.
@@ -294,14 +310,17 @@ impl Triggers {
         body: Bytes,
         mut attributes: BTreeMap<String, String>,
     ) -> Result<String, TriggerError> {
-        self.ensure_queues(function)?;
+        if !self.ensured.lock().unwrap_or_else(|p| p.into_inner()).contains(function) {
+            self.ensure_queues(function)?;
+        }
         let id = new_id();
         attributes.insert(ATTR_ID.to_string(), id.clone());
         let message =
             NewMessage { body: body.to_vec(), delay_ms: None, group: None, dedup_id: None, attributes };
-        self.queues.send(&function_queue(function), vec![message]).await?;
+        // The record first: once the message is committed the dispatcher may deliver it at
+        // once, and a `queued` record written after that would overwrite its outcome.
         let now = now_ms();
-        self.store().put_invocation(&InvocationRecord {
+        let record = InvocationRecord {
             id: id.clone(),
             function: function.to_string(),
             status: InvocationStatus::Queued,
@@ -310,7 +329,12 @@ impl Triggers {
             updated_ms: now,
             last_error: None,
             last_status: None,
-        })?;
+        };
+        let store = self.queues.store().clone();
+        tokio::task::spawn_blocking(move || store.put_invocation(&record))
+            .await
+            .map_err(|e| EventError::Db(e.to_string()))??;
+        self.queues.send(&function_queue(function), vec![message]).await?;
         Ok(id)
     }
 
@@ -365,7 +389,7 @@ impl Triggers {
         let id = m.attributes.get(ATTR_ID).cloned().unwrap_or_else(|| m.id.clone());
         let attempt = m.receive_count;
         let created = m.sent_ms;
-        self.record(&id, function, InvocationStatus::Running, attempt, created, None, None);
+        self.record(&id, function, InvocationStatus::Running, attempt, created, None, None).await;
 
         let mut request = envelope::request_for(&m.attributes, Bytes::from(m.body.clone()));
         CloudEvent {
@@ -411,7 +435,8 @@ impl Triggers {
                 created,
                 None,
                 Some(outcome.status),
-            );
+            )
+            .await;
             if let Some(d) = &s.on_success {
                 self.send_outcome(d, function, &id, "Success", attempt, &m, &outcome).await;
             }
@@ -431,7 +456,8 @@ impl Triggers {
                 created,
                 error,
                 Some(outcome.status),
-            );
+            )
+            .await;
             return;
         }
         let condition = if !outcome.retryable() {
@@ -456,14 +482,15 @@ impl Triggers {
         if let Err(e) = self.queues.delete(&queue, &m.receipt).await {
             tracing::warn!(function, "removing dead-lettered event {id} failed: {e}");
         }
-        self.record(&id, function, InvocationStatus::Failed, attempt, created, error, Some(outcome.status));
+        self.record(&id, function, InvocationStatus::Failed, attempt, created, error, Some(outcome.status))
+            .await;
         if let Some(d) = &s.on_failure {
             self.send_outcome(d, function, &id, condition, attempt, &m, &outcome).await;
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    async fn record(
         &self,
         id: &str,
         function: &str,
@@ -483,8 +510,12 @@ impl Triggers {
             last_error,
             last_status,
         };
-        if let Err(e) = self.store().put_invocation(&record) {
-            tracing::warn!(function, "recording invocation {id} failed: {e}");
+        // A commit (and its fsync) is blocking work: off the async threads.
+        let store = self.queues.store().clone();
+        match tokio::task::spawn_blocking(move || store.put_invocation(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(function, "recording invocation {id} failed: {e}"),
+            Err(e) => tracing::warn!(function, "recording invocation {id} failed: {e}"),
         }
     }
 
@@ -575,10 +606,9 @@ impl Triggers {
                 attributes.insert("content-type".to_string(), "application/json".to_string());
                 let message = NewMessage { body, delay_ms: None, group: None, dedup_id: None, attributes };
                 match self.queues.fire_cron(&key, tick_ms, &function_queue(&function), message).await {
-                    Ok(true) => {
-                        let now = now_ms();
-                        self.record(&id, &function, InvocationStatus::Queued, 0, now, None, None);
-                    }
+                    // The dispatcher records it when it takes it (a record written here could
+                    // land after the delivery's and overwrite it).
+                    Ok(true) => {}
                     Ok(false) => {}
                     Err(e) => tracing::warn!(function, "firing schedule {key} failed: {e}"),
                 }
