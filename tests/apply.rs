@@ -332,3 +332,65 @@ async fn deploy_without_arguments_deploys_the_app_in_the_current_directory() {
     let again = run(&["deploy"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("no changes"), "{again:?}");
 }
+
+/// Queues, topics, asynchronous settings and triggers are part of the app too.
+#[tokio::test]
+async fn apply_declares_queues_topics_and_triggers() {
+    let yun = Yun::start(BIN);
+    let dir = tempfile::tempdir().unwrap();
+    let echo = guest("echo").display().to_string();
+    let text = format!(
+        r#"
+[queues.jobs]
+visibility = "5s"
+max_receives = 3
+dlq = "jobs-dead"
+
+[queues.jobs-dead]
+
+[topics.news]
+subscribers = ["queue:jobs"]
+
+[functions.worker]
+source = "{echo}"
+
+[functions.worker.async]
+max_attempts = 2
+on_failure = "queue:jobs-dead"
+
+[[functions.worker.triggers]]
+id = "jobs"
+queue = "jobs"
+batch_size = 5
+
+[[functions.worker.triggers]]
+id = "hourly"
+cron = "0 * * * *"
+"#
+    );
+    let manifest = write(dir.path(), &text);
+    let first = apply(&yun, &manifest, &[]);
+    assert!(first.contains("+ queue jobs") && first.contains("+ topic news"), "{first}");
+    assert!(apply(&yun, &manifest, &[]).contains("no changes"), "a second apply changed something");
+    let worker = json(&yun, &["describe", "worker"]);
+    assert_eq!(worker["triggers"].as_array().unwrap().len(), 2);
+    assert_eq!(worker["async"]["max_attempts"], 2);
+
+    // The trigger consumes what the topic fans out.
+    yun.cli_ok(&["topic", "publish", "news", "hello"]);
+    let start = std::time::Instant::now();
+    loop {
+        let q = json(&yun, &["queue", "describe", "jobs"]);
+        if q["stats"]["visible"] == 0 && q["stats"]["in_flight"] == 0 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(15), "the trigger never consumed: {q}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // A trigger on a queue nobody declares is refused before anything changes.
+    let bad = text.replace("queue = \"jobs\"", "queue = \"nope\"");
+    let manifest = write(dir.path(), &bad);
+    let out = yun.cli(&["apply", "-f", &manifest]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("queue nope, which does not exist"), "{out:?}");
+}

@@ -114,7 +114,38 @@ async fn describe_app(client: &Client, manifest: &Manifest) -> anyhow::Result<Va
             r
         })
         .collect();
-    Ok(json!({ "functions": functions, "routes": routes }))
+    let queues: serde_json::Map<String, Value> = manifest
+        .queues
+        .iter()
+        .map(|(name, q)| {
+            let mut c = serde_json::Map::new();
+            let mut put = |k: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    c.insert(k.to_string(), v);
+                }
+            };
+            put("visibility_ms", q.visibility_ms.map(Value::from));
+            put("max_receives", q.max_receives.map(Value::from));
+            put("dlq", q.dlq.clone().map(Value::from));
+            put("fifo", q.fifo.then_some(Value::Bool(true)));
+            put("delay_ms", q.delay_ms.map(Value::from));
+            put("retention_ms", q.retention_ms.map(Value::from));
+            (name.clone(), Value::Object(c))
+        })
+        .collect();
+    let topics: serde_json::Map<String, Value> = manifest
+        .topics
+        .iter()
+        .map(|(name, subs)| {
+            let subs: Vec<Value> = subs
+                .iter()
+                .filter_map(|s| s.split_once(':'))
+                .map(|(kind, target)| json!({ kind: target }))
+                .collect();
+            (name.clone(), Value::Array(subs))
+        })
+        .collect();
+    Ok(json!({ "functions": functions, "routes": routes, "queues": queues, "topics": topics }))
 }
 
 fn artifact_of(name: &FunctionName, def: &FunctionDef) -> anyhow::Result<PathBuf> {
@@ -183,6 +214,12 @@ fn function_spec(def: &FunctionDef, digest: &str) -> Value {
     }
     if let Some(s) = &def.sticky {
         spec["sticky"] = json!(s);
+    }
+    if let Some(a) = &def.asynchronous {
+        spec["async"] = json!(a);
+    }
+    if !def.triggers.is_empty() {
+        spec["triggers"] = json!(def.triggers);
     }
     spec
 }

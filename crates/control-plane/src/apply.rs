@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use yun_router::{RouteSpec, Routes};
 use yun_types::{
-    ErrorCode, Function, FunctionName, RevisionSpec, RolloutSpec, ScaleSpec, Split, Sticky, TrafficTarget,
-    now_ms,
+    AsyncSpec, ErrorCode, Function, FunctionName, RevisionSpec, RolloutSpec, ScaleSpec, Split, Sticky,
+    TrafficTarget, Trigger, now_ms,
 };
 
 use crate::routes::route_error;
@@ -29,6 +29,12 @@ pub struct AppSpec {
     pub functions: BTreeMap<FunctionName, FunctionSpec>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Queues the app needs, with their settings.
+    #[serde(default)]
+    pub queues: BTreeMap<String, yun_events::QueueConfig>,
+    /// Topics and who subscribes to them.
+    #[serde(default)]
+    pub topics: BTreeMap<String, Vec<yun_events::Subscription>>,
 }
 
 /// One function as it should be: the code and configuration of its latest revision, and how
@@ -50,6 +56,10 @@ pub struct FunctionSpec {
     /// `header:NAME` or `cookie:NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky: Option<String>,
+    #[serde(default, rename = "async")]
+    pub asynchronous: AsyncSpec,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,7 +100,30 @@ struct FunctionPlan {
     tags: BTreeMap<String, u64>,
     sticky: Option<Sticky>,
     goal: Goal,
+    asynchronous: AsyncSpec,
+    triggers: Vec<Trigger>,
     details: Vec<String>,
+}
+
+/// A cron trigger's creation time is the server's, not the description's: compare without it.
+fn same_triggers(a: &[Trigger], b: &[Trigger]) -> bool {
+    let strip = |t: &Trigger| match t {
+        Trigger::Cron { id, expression, timezone, missed, .. } => Trigger::Cron {
+            id: id.clone(),
+            expression: expression.clone(),
+            timezone: timezone.clone(),
+            missed: missed.clone(),
+            created_ms: 0,
+        },
+        other => other.clone(),
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| strip(x) == strip(y))
+}
+
+enum QueueAction {
+    Create(String, yun_events::QueueConfig),
+    Update(String, yun_events::QueueConfig),
+    Delete(String),
 }
 
 enum RouteAction {
@@ -156,6 +189,7 @@ impl ControlPlane {
             Vec::new()
         };
         let route_actions = self.plan_routes(&app, &plans, &current, &pruned, prune)?;
+        let (queue_actions, topic_actions) = self.plan_events(&app, prune)?;
 
         let mut changes = Vec::new();
         let mut unchanged = 0;
@@ -202,9 +236,56 @@ impl ControlPlane {
                 details: vec![],
             });
         }
+        for a in &queue_actions {
+            let (name, action) = match a {
+                QueueAction::Create(n, _) => (n, "create"),
+                QueueAction::Update(n, _) => (n, "update"),
+                QueueAction::Delete(n) => (n, "delete"),
+            };
+            changes.push(Change { object: "queue", name: name.clone(), action, details: vec![] });
+        }
+        for a in &topic_actions {
+            changes.push(Change {
+                object: "topic",
+                name: a.topic.clone(),
+                action: a.action,
+                details: a.details.clone(),
+            });
+        }
+        unchanged += app
+            .queues
+            .len()
+            .saturating_sub(queue_actions.iter().filter(|a| !matches!(a, QueueAction::Delete(_))).count());
 
         if !dry_run {
             let now = now_ms();
+            // Queues and topics first: triggers and destinations name them.
+            let events = self.triggers().queues().store().clone();
+            for a in &queue_actions {
+                match a {
+                    QueueAction::Create(n, c) => {
+                        events.create_queue(n, c.clone(), now)?;
+                    }
+                    QueueAction::Update(n, c) => {
+                        events.update_queue(n, c.clone())?;
+                    }
+                    QueueAction::Delete(_) => {}
+                }
+            }
+            for a in &topic_actions {
+                if a.create {
+                    events.create_topic(&a.topic, now)?;
+                }
+                for sub in &a.subscribe {
+                    events.subscribe(&a.topic, sub.clone())?;
+                }
+                for sub in &a.unsubscribe {
+                    events.unsubscribe(&a.topic, sub)?;
+                }
+                if a.delete {
+                    events.delete_topic(&a.topic)?;
+                }
+            }
             for plan in plans.into_iter().filter(|p| !p.details.is_empty() || !p.exists) {
                 self.apply_function(plan, now).await?;
             }
@@ -225,6 +306,11 @@ impl ControlPlane {
             }
             for name in &pruned {
                 self.delete_locked(name).await?;
+            }
+            for a in &queue_actions {
+                if let QueueAction::Delete(n) = a {
+                    events.delete_queue(n)?;
+                }
             }
         }
         let list: Vec<_> = changes.iter().map(Change::view).collect();
@@ -326,7 +412,18 @@ impl ControlPlane {
             (None, None) => Goal::All(latest),
         };
 
+        desired.asynchronous.validate().map_err(|e| at(bad(e)))?;
+        for t in &desired.triggers {
+            yun_triggers::validate_trigger(t).map_err(|e| at(ApiError::from(e)))?;
+        }
         if let Some(f) = current {
+            if f.asynchronous != desired.asynchronous {
+                details.push("async".to_string());
+            }
+            if !same_triggers(&f.triggers, &desired.triggers) {
+                let ids: Vec<&str> = desired.triggers.iter().map(Trigger::id).collect();
+                details.push(format!("triggers [{}]", ids.join(", ")));
+            }
             if f.scale != desired.scale {
                 details.push("scale".to_string());
             }
@@ -360,6 +457,8 @@ impl ControlPlane {
             tags,
             sticky,
             goal,
+            asynchronous: desired.asynchronous.clone(),
+            triggers: desired.triggers.clone(),
             details,
         })
     }
@@ -427,11 +526,163 @@ impl ControlPlane {
         Ok(actions)
     }
 
+    /// What queues and topics must change; checks that every queue a trigger or destination
+    /// names will exist.
+    fn plan_events(
+        &self,
+        app: &AppSpec,
+        prune: bool,
+    ) -> Result<(Vec<QueueAction>, Vec<TopicAction>), ApiError> {
+        let events = self.triggers().queues().store().clone();
+        let mut queues = Vec::new();
+        // Dead-letter queues before the queues that name them.
+        let mut order: Vec<(&String, &yun_events::QueueConfig)> = app.queues.iter().collect();
+        order.sort_by_key(|(_, c)| c.dlq.is_some());
+        for (name, config) in order {
+            if name.starts_with(yun_events::INTERNAL_PREFIX) {
+                return Err(bad(format!("queue {name}: names starting with yun. are the platform's own")));
+            }
+            config.validate().map_err(|e| bad(format!("queue {name}: {e}")))?;
+            if let Some(dlq) = &config.dlq
+                && !app.queues.contains_key(dlq)
+                && events.queue(dlq)?.is_none()
+            {
+                return Err(bad(format!("queue {name}: its dead-letter queue {dlq} does not exist")));
+            }
+            match events.queue(name)? {
+                None => queues.push(QueueAction::Create(name.clone(), config.clone())),
+                Some(info) if info.config != *config => {
+                    queues.push(QueueAction::Update(name.clone(), config.clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        if prune {
+            for info in events.queues()? {
+                if !info.name.starts_with(yun_events::INTERNAL_PREFIX) && !app.queues.contains_key(&info.name)
+                {
+                    queues.push(QueueAction::Delete(info.name));
+                }
+            }
+        }
+        let will_exist = |q: &str| -> Result<bool, ApiError> {
+            Ok(app.queues.contains_key(q) || (!prune && events.queue(q)?.is_some()))
+        };
+        for (name, f) in &app.functions {
+            for t in &f.triggers {
+                if let Trigger::Queue { queue, .. } = t
+                    && !will_exist(queue)?
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "function {name}: trigger {} consumes queue {queue}, which does not exist",
+                            t.id()
+                        ),
+                    ));
+                }
+            }
+            for d in [&f.asynchronous.on_success, &f.asynchronous.on_failure].into_iter().flatten() {
+                if let yun_types::Destination::Queue(q) = d
+                    && !will_exist(q)?
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("function {name}: destination queue {q} does not exist"),
+                    ));
+                }
+            }
+        }
+        let mut topics = Vec::new();
+        for (topic, subs) in &app.topics {
+            let existing = events.topic(topic)?;
+            let have: Vec<yun_events::Subscription> =
+                existing.as_ref().map(|t| t.subscriptions.clone()).unwrap_or_default();
+            for sub in subs {
+                match sub {
+                    yun_events::Subscription::Queue(q) if !will_exist(q)? => {
+                        return Err(ApiError::new(
+                            ErrorCode::NotFound,
+                            format!("topic {topic}: subscriber queue {q} does not exist"),
+                        ));
+                    }
+                    yun_events::Subscription::Function(f)
+                        if !app.functions.keys().any(|n| n.as_str() == f)
+                            && (prune
+                                || self
+                                    .store
+                                    .function(&FunctionName::new(f.clone()).map_err(|e| bad(e.to_string()))?)?
+                                    .is_none()) =>
+                    {
+                        return Err(ApiError::new(
+                            ErrorCode::NotFound,
+                            format!("topic {topic}: subscriber function {f} does not exist"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            let subscribe: Vec<_> = subs.iter().filter(|s| !have.contains(s)).cloned().collect();
+            let unsubscribe: Vec<_> =
+                if prune { have.iter().filter(|s| !subs.contains(s)).cloned().collect() } else { vec![] };
+            let create = existing.is_none();
+            if create || !subscribe.is_empty() || !unsubscribe.is_empty() {
+                let mut details: Vec<String> =
+                    subscribe.iter().map(|s| format!("+{}", sub_text(s))).collect();
+                details.extend(unsubscribe.iter().map(|s| format!("-{}", sub_text(s))));
+                topics.push(TopicAction {
+                    topic: topic.clone(),
+                    action: if create { "create" } else { "update" },
+                    details,
+                    create,
+                    delete: false,
+                    subscribe,
+                    unsubscribe,
+                });
+            }
+        }
+        if prune {
+            for t in events.topics()? {
+                if !app.topics.contains_key(&t.name) {
+                    topics.push(TopicAction {
+                        topic: t.name,
+                        action: "delete",
+                        details: vec![],
+                        create: false,
+                        delete: true,
+                        subscribe: vec![],
+                        unsubscribe: vec![],
+                    });
+                }
+            }
+        }
+        Ok((queues, topics))
+    }
+
     /// One function's change, in one transaction, then its routing.
     async fn apply_function(&self, plan: FunctionPlan, now: u64) -> Result<(), ApiError> {
-        let FunctionPlan { name, new_spec, scale, tags, sticky, goal, .. } = plan;
+        let FunctionPlan { name, new_spec, scale, tags, sticky, goal, asynchronous, triggers, .. } = plan;
         let is_new = new_spec.is_some();
         let mut edit = move |f: &mut Function| {
+            // A schedule that stays keeps its creation time; a new one starts now.
+            let mut next = triggers.clone();
+            for t in &mut next {
+                let kept = f
+                    .triggers
+                    .iter()
+                    .find(|o| {
+                        o.id() == t.id() && same_triggers(std::slice::from_ref(*o), std::slice::from_ref(t))
+                    })
+                    .and_then(|o| match o {
+                        Trigger::Cron { created_ms, .. } => Some(*created_ms),
+                        Trigger::Queue { .. } => None,
+                    });
+                if let Trigger::Cron { created_ms, .. } = t {
+                    *created_ms = kept.unwrap_or(now);
+                }
+            }
+            f.triggers = next;
+            f.asynchronous = asynchronous.clone();
             f.scale = scale.clone();
             f.tags = tags.clone();
             f.sticky = sticky.clone();
@@ -465,6 +716,23 @@ impl ControlPlane {
         })?;
         self.activator.set_scale(name.as_str(), &function.scale);
         self.publish(&function, true).await
+    }
+}
+
+struct TopicAction {
+    topic: String,
+    action: &'static str,
+    details: Vec<String>,
+    create: bool,
+    delete: bool,
+    subscribe: Vec<yun_events::Subscription>,
+    unsubscribe: Vec<yun_events::Subscription>,
+}
+
+fn sub_text(s: &yun_events::Subscription) -> String {
+    match s {
+        yun_events::Subscription::Queue(q) => format!("queue:{q}"),
+        yun_events::Subscription::Function(f) => format!("function:{f}"),
     }
 }
 

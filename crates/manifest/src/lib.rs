@@ -91,7 +91,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use yun_types::{FunctionName, InstanceMode, KeepAliveKind, ProcessMode, ScaleSpec};
 
-use raw::{Int, RawFunction, RawManifest, RawRoute, RawScale, Scalar};
+use raw::{Int, RawAsync, RawFunction, RawManifest, RawQueue, RawRoute, RawScale, RawTrigger, Scalar};
 
 /// A parsed, validated `yun.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +105,10 @@ pub struct Manifest {
     pub functions: BTreeMap<FunctionName, FunctionDef>,
     /// In file order.
     pub routes: Vec<RouteDef>,
+    /// `[queues.NAME]`, by name.
+    pub queues: BTreeMap<String, QueueDef>,
+    /// `[topics.NAME] subscribers = ["queue:Q", "function:F"]`, by name.
+    pub topics: BTreeMap<String, Vec<String>>,
 }
 
 /// One `[functions.NAME]` table.
@@ -138,6 +142,21 @@ pub struct FunctionDef {
     /// As written, e.g. `cookie:session`; checked for the `header:`/`cookie:` prefix and a name.
     pub sticky: Option<String>,
     pub scale: ScaleSpec,
+    /// `[functions.NAME.async]`: retries and destinations of its asynchronous invocations.
+    pub asynchronous: Option<yun_types::AsyncSpec>,
+    /// `[[functions.NAME.triggers]]`: queues it consumes, schedules it runs on.
+    pub triggers: Vec<yun_types::Trigger>,
+}
+
+/// `[queues.NAME]`: a queue the app needs; unset fields take the server's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueDef {
+    pub visibility_ms: Option<u64>,
+    pub max_receives: Option<u32>,
+    pub dlq: Option<String>,
+    pub fifo: bool,
+    pub delay_ms: Option<u64>,
+    pub retention_ms: Option<u64>,
 }
 
 /// How a function's artifact is made before deploying.
@@ -314,13 +333,143 @@ impl Cx<'_> {
             }
             routes.push(route);
         }
+        let mut queues = BTreeMap::new();
+        for (name, q) in raw.queues {
+            let field = format!("queues.{}", locate::key(name.get_ref()));
+            check_event_name(name.get_ref()).map_err(|m| self.err(name.span(), &field, m))?;
+            queues.insert(name.into_inner(), self.queue(&field, q.into_inner())?);
+        }
+        let mut topics = BTreeMap::new();
+        for (name, t) in raw.topics {
+            let field = format!("topics.{}", locate::key(name.get_ref()));
+            check_event_name(name.get_ref()).map_err(|m| self.err(name.span(), &field, m))?;
+            let mut subscribers = Vec::new();
+            for (i, sub) in t.into_inner().subscribers.into_iter().enumerate() {
+                let ok =
+                    matches!(sub.get_ref().split_once(':'), Some(("queue" | "function", n)) if !n.is_empty());
+                if !ok {
+                    return Err(self.err(
+                        sub.span(),
+                        format!("{field}.subscribers[{i}]"),
+                        format!(
+                            "{:?} is not a subscriber: write \"queue:NAME\" or \"function:NAME\"",
+                            sub.get_ref()
+                        ),
+                    ));
+                }
+                subscribers.push(sub.into_inner());
+            }
+            topics.insert(name.into_inner(), subscribers);
+        }
         Ok(Manifest {
             file: self.file.to_path_buf(),
             dir,
             app: raw.app.and_then(|a| a.name),
             functions,
             routes,
+            queues,
+            topics,
         })
+    }
+
+    fn queue(&self, prefix: &str, q: RawQueue) -> Result<QueueDef> {
+        let sub = |k: &str| format!("{prefix}.{k}");
+        Ok(QueueDef {
+            visibility_ms: self.duration(&sub("visibility"), q.visibility.as_ref(), 0, 12 * 3_600_000)?,
+            max_receives: self.count(&sub("max_receives"), q.max_receives.as_ref(), 1, 1000)?,
+            dlq: q.dlq.map(Spanned::into_inner),
+            fifo: q.fifo,
+            delay_ms: self.duration(&sub("delay"), q.delay.as_ref(), 0, 15 * 60_000)?,
+            retention_ms: self.duration(
+                &sub("retention"),
+                q.retention.as_ref(),
+                60_000,
+                14 * 24 * 3_600_000,
+            )?,
+        })
+    }
+
+    fn asynchronous(&self, prefix: &str, a: &Spanned<RawAsync>) -> Result<yun_types::AsyncSpec> {
+        let sub = |k: &str| format!("{prefix}.{k}");
+        let r = a.get_ref();
+        let mut spec = yun_types::AsyncSpec::default();
+        if let Some(n) = self.count(&sub("max_attempts"), r.max_attempts.as_ref(), 1, 100)? {
+            spec.max_attempts = n;
+        }
+        if let Some(ms) = self.duration(&sub("max_age"), r.max_age.as_ref(), 60_000, 14 * 24 * 3_600_000)? {
+            spec.max_age_ms = ms;
+        }
+        if let Some(ms) = self.duration(&sub("retry_delay"), r.retry_delay.as_ref(), 10, 300_000)? {
+            spec.retry_base_ms = ms;
+        }
+        for (key, value, slot) in [
+            ("on_success", &r.on_success, &mut spec.on_success),
+            ("on_failure", &r.on_failure, &mut spec.on_failure),
+        ] {
+            if let Some(v) = value {
+                *slot = Some(v.get_ref().parse().map_err(|e: String| self.err(v.span(), sub(key), e))?);
+            }
+        }
+        Ok(spec)
+    }
+
+    fn trigger(&self, prefix: &str, t: &Spanned<RawTrigger>) -> Result<yun_types::Trigger> {
+        let sub = |k: &str| format!("{prefix}.{k}");
+        let r = t.get_ref();
+        let id = r.id.get_ref().clone();
+        let trigger = match (&r.queue, &r.cron) {
+            (Some(queue), None) => {
+                for (key, set) in [("timezone", r.timezone.is_some()), ("missed", r.missed.is_some())] {
+                    if set {
+                        return Err(self.err(
+                            t.span(),
+                            sub(key),
+                            format!("{key} applies to a cron trigger, not a queue trigger"),
+                        ));
+                    }
+                }
+                yun_types::Trigger::Queue {
+                    id,
+                    queue: queue.get_ref().clone(),
+                    batch_size: self.count(&sub("batch_size"), r.batch_size.as_ref(), 1, 10)?.unwrap_or(1),
+                    window_ms: self.duration(&sub("window"), r.window.as_ref(), 0, 300_000)?.unwrap_or(0),
+                    concurrency: self
+                        .count(&sub("concurrency"), r.concurrency.as_ref(), 1, 100)?
+                        .unwrap_or(2),
+                }
+            }
+            (None, Some(cron)) => {
+                for (key, set) in [
+                    ("batch_size", r.batch_size.is_some()),
+                    ("window", r.window.is_some()),
+                    ("concurrency", r.concurrency.is_some()),
+                ] {
+                    if set {
+                        return Err(self.err(
+                            t.span(),
+                            sub(key),
+                            format!("{key} applies to a queue trigger, not a cron trigger"),
+                        ));
+                    }
+                }
+                yun_types::Trigger::Cron {
+                    id,
+                    expression: cron.get_ref().clone(),
+                    timezone: r.timezone.as_ref().map(|z| z.get_ref().clone()),
+                    missed: r.missed.as_ref().map_or_else(|| "run-once".to_string(), |m| m.get_ref().clone()),
+                    created_ms: 0,
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    t.span(),
+                    prefix,
+                    "a trigger has either `queue = \"NAME\"` or `cron = \"EXPRESSION\"`",
+                ));
+            }
+        };
+        trigger.validate().map_err(|m| self.err(r.id.span(), sub("id"), m))?;
+        Ok(trigger)
     }
 
     fn function(
@@ -512,6 +661,20 @@ impl Cx<'_> {
             None => ScaleSpec::default(),
             Some(s) => self.scale(&sub("scale"), s)?,
         };
+        let asynchronous =
+            f.asynchronous.as_ref().map(|a| self.asynchronous(&sub("async"), a)).transpose()?;
+        let mut triggers = Vec::new();
+        for (i, t) in f.triggers.iter().enumerate() {
+            let trigger = self.trigger(&format!("{prefix}.triggers[{i}]"), t)?;
+            if triggers.iter().any(|o: &yun_types::Trigger| o.id() == trigger.id()) {
+                return Err(self.err(
+                    t.span(),
+                    format!("{prefix}.triggers[{i}].id"),
+                    format!("two triggers are named {}", trigger.id()),
+                ));
+            }
+            triggers.push(trigger);
+        }
 
         Ok(FunctionDef {
             path,
@@ -532,6 +695,8 @@ impl Cx<'_> {
             rollout_ms,
             sticky,
             scale,
+            asynchronous,
+            triggers,
         })
     }
 
@@ -934,4 +1099,15 @@ fn check_tag_name(name: &str) -> Result<(), String> {
             "{name:?} is not a tag name: use at most 63 lowercase letters, digits and '-', starting with a letter and not ending with '-'"
         )
     })
+}
+
+/// Queue and topic names: what the event store accepts, minus the platform's own.
+fn check_event_name(name: &str) -> Result<(), String> {
+    if name.starts_with("yun.") {
+        return Err("names starting with yun. are the platform's own".into());
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 80
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok { Ok(()) } else { Err(format!("{name:?} is not a name: 1 to 80 letters, digits, '_', '-' or '.'")) }
 }

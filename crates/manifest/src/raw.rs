@@ -19,6 +19,52 @@ pub(crate) struct RawManifest {
     pub functions: BTreeMap<Spanned<String>, Spanned<RawFunction>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub queues: BTreeMap<Spanned<String>, Spanned<RawQueue>>,
+    #[serde(default)]
+    pub topics: BTreeMap<Spanned<String>, Spanned<RawTopic>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub visibility: Option<Spanned<Scalar>>,
+    pub max_receives: Option<Spanned<Int>>,
+    pub dlq: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fifo: bool,
+    pub delay: Option<Spanned<Scalar>>,
+    pub retention: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopic {
+    #[serde(default)]
+    pub subscribers: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAsync {
+    pub max_attempts: Option<Spanned<Int>>,
+    pub max_age: Option<Spanned<Scalar>>,
+    pub retry_delay: Option<Spanned<Scalar>>,
+    pub on_success: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrigger {
+    pub id: Spanned<String>,
+    pub queue: Option<Spanned<String>>,
+    pub batch_size: Option<Spanned<Int>>,
+    pub window: Option<Spanned<Scalar>>,
+    pub concurrency: Option<Spanned<Int>>,
+    pub cron: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    pub missed: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +103,10 @@ pub(crate) struct RawFunction {
     pub rollout: Option<Spanned<Scalar>>,
     pub sticky: Option<Spanned<String>>,
     pub scale: Option<RawScale>,
+    #[serde(default, rename = "async")]
+    pub asynchronous: Option<Spanned<RawAsync>>,
+    #[serde(default)]
+    pub triggers: Vec<Spanned<RawTrigger>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -135,6 +135,8 @@ fn a_full_manifest_parses_to_its_values() {
             freeze_ms: Some(0),
             window_ms: Some(60_000),
         },
+        asynchronous: None,
+        triggers: vec![],
     };
     assert_eq!(hello, &expected);
 
@@ -807,4 +809,69 @@ fn the_documented_example_is_valid() {
     assert_eq!(m.functions[&name("hello")].runtime, Runtime::Wasm);
     assert_eq!(m.functions[&name("api")].runtime, Runtime::Process);
     assert_eq!(m.routes[0].function, name("users"));
+}
+
+#[test]
+fn queues_topics_async_settings_and_triggers_parse() {
+    let m = ok(r#"
+[queues.orders]
+visibility = "45s"
+max_receives = 3
+dlq = "orders-dead"
+
+[queues.orders-dead]
+
+[topics.news]
+subscribers = ["queue:orders", "function:worker"]
+
+[functions.worker]
+source = "w.wasm"
+
+[functions.worker.async]
+max_attempts = 5
+retry_delay = "200ms"
+on_failure = "queue:orders-dead"
+
+[[functions.worker.triggers]]
+id = "orders"
+queue = "orders"
+batch_size = 10
+window = "1s"
+
+[[functions.worker.triggers]]
+id = "nightly"
+cron = "0 3 * * *"
+timezone = "Europe/Berlin"
+missed = "skip"
+"#);
+    let q = &m.queues["orders"];
+    assert_eq!(
+        (q.visibility_ms, q.max_receives, q.dlq.as_deref()),
+        (Some(45_000), Some(3), Some("orders-dead"))
+    );
+    assert_eq!(m.topics["news"], ["queue:orders", "function:worker"]);
+    let w = &m.functions[&name("worker")];
+    let a = w.asynchronous.as_ref().unwrap();
+    assert_eq!((a.max_attempts, a.retry_base_ms), (5, 200));
+    assert_eq!(a.on_failure, Some(yun_types::Destination::Queue("orders-dead".into())));
+    assert_eq!(w.triggers.len(), 2);
+    assert!(matches!(&w.triggers[0], yun_types::Trigger::Queue { batch_size: 10, window_ms: 1000, .. }));
+    assert!(matches!(&w.triggers[1], yun_types::Trigger::Cron { missed, .. } if missed == "skip"));
+}
+
+#[test]
+fn bad_event_settings_name_their_place() {
+    let (line, _, field, _) = bad(
+        "[functions.w]\nsource = \"w.wasm\"\n\n[[functions.w.triggers]]\nid = \"t\"\nqueue = \"q\"\ncron = \"* * * * *\"\n",
+    );
+    assert_eq!((line, field.as_str()), (4, "functions.w.triggers[0]"));
+    let (line, _, field, message) = bad("[topics.t]\nsubscribers = [\"bucket:x\"]\n");
+    assert_eq!((line, field.as_str()), (2, "topics.t.subscribers[0]"));
+    assert!(message.contains("not a subscriber"), "{message}");
+    let (line, _, _, message) = bad("[queues.q]\nvisibilty = \"1s\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("unknown field"), "{message}");
+    let (line, _, field, _) =
+        bad("[functions.w]\nsource = \"w.wasm\"\n[functions.w.async]\non_success = \"nowhere\"\n");
+    assert_eq!((line, field.as_str()), (4, "functions.w.async.on_success"));
 }

@@ -750,6 +750,15 @@ fn batch_request(c: &Consumer, batch: &[Received]) -> http::Request<Bytes> {
     request
 }
 
+/// A trigger's own checks (shape, and that a schedule parses), without looking at queues.
+pub fn validate_trigger(trigger: &Trigger) -> Result<(), TriggerError> {
+    trigger.validate().map_err(TriggerError::Invalid)?;
+    if matches!(trigger, Trigger::Cron { .. }) {
+        schedule_of(trigger)?;
+    }
+    Ok(())
+}
+
 fn schedule_of(trigger: &Trigger) -> Result<yun_cron::Schedule, TriggerError> {
     let Trigger::Cron { expression, timezone, missed, .. } = trigger else {
         return Err(TriggerError::Invalid("not a schedule".into()));
