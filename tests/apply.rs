@@ -289,15 +289,20 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The README's yun.toml example is what a newcomer copies: it must be valid.
+/// The README's yun.toml examples are what a newcomer copies: they must be valid.
 #[test]
-fn the_readme_manifest_example_is_valid() {
+fn the_readme_manifest_examples_are_valid() {
     let readme = std::fs::read_to_string(yun_test_support::repo_root().join("README.md")).unwrap();
-    let start = readme.find("```toml\n").expect("README has a yun.toml example") + "```toml\n".len();
-    let text = &readme[start..start + readme[start..].find("```").unwrap()];
-    let manifest = yun_manifest::parse(text, Path::new("yun.toml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(manifest.functions.len(), 2);
-    assert_eq!(manifest.routes.len(), 1);
+    let blocks: Vec<&str> =
+        readme.split("```toml\n").skip(1).map(|rest| &rest[..rest.find("```").unwrap()]).collect();
+    assert!(blocks.len() >= 2, "the README has its yun.toml examples");
+    let first = yun_manifest::parse(blocks[0], Path::new("yun.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((first.functions.len(), first.routes.len()), (2, 1));
+    for block in &blocks[1..] {
+        // Later examples extend the first one's functions.
+        let text = format!("{}\n{block}", blocks[0]);
+        yun_manifest::parse(&text, Path::new("yun.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
 }
 
 /// `yun new` then `yun deploy` with no arguments, in the app's directory: what the README
