@@ -462,7 +462,7 @@ impl ControlPlane {
     }
 
     /// Changes the function's record in one transaction without touching its routing.
-    async fn update_record(
+    pub(crate) async fn update_record(
         &self,
         name: &FunctionName,
         mut edit: impl FnMut(&mut Function) -> Result<(), Rejected> + Send + 'static,

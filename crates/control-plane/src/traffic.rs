@@ -20,7 +20,7 @@ use yun_types::{
     now_ms,
 };
 
-use crate::{ApiError, ApiResult, ControlPlane, bad, body, internal, read_json_body};
+use crate::{ApiError, ApiResult, ControlPlane, bad, body, read_json_body};
 
 /// How often the controller looks at rollouts in progress. A step lasts a tenth of the rollout
 /// by default, so even a 10 s rollout is stepped on time.
@@ -144,14 +144,9 @@ impl ControlPlane {
     async fn change_function(
         &self,
         name: &FunctionName,
-        mut edit: impl FnMut(&mut Function) -> Result<(), Rejected> + Send + 'static,
+        edit: impl FnMut(&mut Function) -> Result<(), Rejected> + Send + 'static,
     ) -> Result<Function, ApiError> {
-        let store = self.store.clone();
-        let n = name.clone();
-        let updated = tokio::task::spawn_blocking(move || store.update_function(&n, now_ms(), &mut edit))
-            .await
-            .map_err(internal)??
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))?;
+        let updated = self.update_record(name, edit).await?;
         self.publish(&updated, true).await?;
         Ok(updated)
     }
