@@ -56,6 +56,9 @@ pub struct Args {
     /// anything yun can.
     #[arg(long)]
     insecure_no_sandbox: bool,
+    /// Serve /metrics without the admin token (for a Prometheus on a trusted network).
+    #[arg(long)]
+    metrics_public: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -169,6 +172,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         keyring,
         router: Arc::new(yun_control_plane::LiveRouter::new(&args.base_domain)),
         triggers,
+        metrics: Arc::new(yun_telemetry::Metrics::new()),
+        metrics_public: args.metrics_public,
+        data_dir: data_dir.clone(),
     }));
     let restored = control.restore().await.context("restoring functions from the data directory")?;
     control.spawn_rollout_controller();

@@ -74,6 +74,9 @@ pub struct ControlPlane {
     keyring: Keyring,
     router: Arc<LiveRouter>,
     triggers: Arc<yun_triggers::Triggers>,
+    metrics: Arc<yun_telemetry::Metrics>,
+    metrics_public: bool,
+    data_dir: std::path::PathBuf,
     /// Held by every change, so two changes never interleave their read-check-write (two routes
     /// claiming one path, a traffic change racing a rollout step).
     changes: tokio::sync::Mutex<()>,
@@ -121,6 +124,12 @@ pub struct ControlPlaneParts {
     pub router: Arc<LiveRouter>,
     /// Asynchronous invocations, queue consumers and schedules.
     pub triggers: Arc<yun_triggers::Triggers>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<yun_telemetry::Metrics>,
+    /// `/metrics` without the admin token (for a Prometheus on a trusted network).
+    pub metrics_public: bool,
+    /// Where the stores' files are, for their sizes.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl ControlPlane {
@@ -138,6 +147,9 @@ impl ControlPlane {
             keyring: p.keyring,
             router: p.router,
             triggers: p.triggers,
+            metrics: p.metrics,
+            metrics_public: p.metrics_public,
+            data_dir: p.data_dir,
             changes: tokio::sync::Mutex::new(()),
             rollouts: Default::default(),
         }
@@ -145,6 +157,69 @@ impl ControlPlane {
 
     pub fn triggers(&self) -> &Arc<yun_triggers::Triggers> {
         &self.triggers
+    }
+
+    pub fn metrics(&self) -> &Arc<yun_telemetry::Metrics> {
+        &self.metrics
+    }
+
+    /// `GET /metrics`: the Prometheus exposition, with the gauges of state read now.
+    pub fn serve_metrics(&self, headers: &http::HeaderMap) -> Response<Body> {
+        if !self.metrics_public && !self.auth.check(headers) {
+            return body::error(
+                ErrorCode::Unauthorized,
+                "/metrics needs `Authorization: Bearer <admin token>` (or start yun with --metrics-public)",
+            );
+        }
+        let m = &self.metrics;
+        m.instances.clear();
+        for service in self.activator.services() {
+            for d in service.deployments() {
+                let Some(stats) = d.stats() else { continue };
+                let labels = |state: &str| yun_telemetry::InstanceLabels {
+                    function: d.revision.function.to_string(),
+                    revision: d.revision.number.to_string(),
+                    state: state.to_string(),
+                };
+                for (state, n) in [
+                    ("ready", stats.ready),
+                    ("starting", stats.starting),
+                    ("desired", stats.desired),
+                    ("frozen", stats.frozen),
+                    ("in_flight", stats.in_flight),
+                    ("queued", stats.waiting),
+                ] {
+                    m.instances.get_or_create(&labels(state)).set(n as i64);
+                }
+            }
+        }
+        m.queue_messages.clear();
+        let events = self.triggers.queues().store();
+        let now = now_ms();
+        if let Ok(queues) = events.queues() {
+            for q in queues {
+                let Ok(stats) = events.stats(&q.name, now) else { continue };
+                for (state, n) in
+                    [("visible", stats.visible), ("in_flight", stats.in_flight), ("delayed", stats.delayed)]
+                {
+                    let labels =
+                        yun_telemetry::QueueLabels { queue: q.name.clone(), state: state.to_string() };
+                    m.queue_messages.get_or_create(&labels).set(n as i64);
+                }
+            }
+        }
+        for (store, file) in [("metadata", "meta.redb"), ("events", "events.redb")] {
+            let size = std::fs::metadata(self.data_dir.join(file)).map_or(0, |m| m.len());
+            m.store_bytes
+                .get_or_create(&yun_telemetry::StoreLabels { store: store.to_string() })
+                .set(size as i64);
+        }
+        m.resident_bytes.set(resident_bytes() as i64);
+        Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, yun_telemetry::Metrics::CONTENT_TYPE)
+            .body(body::full(m.encode()))
+            .expect("valid response")
     }
 
     /// The routes in force, for the gateway.
@@ -665,6 +740,7 @@ impl ControlPlane {
             return Err(ApiError::new(ErrorCode::NotFound, format!("no function named {name}")));
         }
         self.activator.remove(name.as_str());
+        self.metrics.forget(name.as_str(), revisions.iter().map(|r| r.number).max().unwrap_or(0));
         self.triggers.remove(name.as_str()).map_err(ApiError::from)?;
         let routes_removed = self.remove_routes_of(name)?;
         self.rollouts.lock().unwrap_or_else(|p| p.into_inner()).remove(name.as_str());
@@ -724,6 +800,15 @@ impl ControlPlane {
         });
         Ok(ndjson(StreamBody::new(head.chain(tail)).boxed_unsync()))
     }
+}
+
+/// This process's resident memory, from `/proc/self/statm` (pages).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 fn ndjson(body: Body) -> Response<Body> {

@@ -96,7 +96,7 @@ impl Gateway {
         if !trusted && crate::events::is_event(req.headers()) {
             return self.accept_event(req, &deployment, name, tag, path).await;
         }
-        let mut report = crate::report::Report::new(self.control.log_sink(), &deployment, &invocation_id, 0);
+        let mut report = crate::report::Report::new(&self.control, &deployment, &invocation_id, 0);
         report.arrived = arrived;
         let response = self
             .invoke_deployment(req, &deployment, name, path, Origin { peer, trusted }, invocation_id)

@@ -154,7 +154,7 @@ impl Gateway {
     ) -> Outcome {
         Counters::incr(&self.counters.invocations);
         // Filed when this returns, so `LogType: Tail` includes it, as Lambda's does.
-        let mut report = crate::report::Report::new(self.control.log_sink(), deployment, id, 500);
+        let mut report = crate::report::Report::new(&self.control, deployment, id, 500);
         let outcome = self.run_payload_reported(deployment, payload, id, peer, &mut report).await;
         if matches!(outcome, Outcome::Response(_)) {
             report.status = 200;

@@ -90,6 +90,7 @@ impl Gateway {
         match router.route(host.as_deref(), &path) {
             Target::Function { name, tag, path, .. } => self.invoke(req, name, tag, path, peer, false).await,
             Target::Platform if path == "/healthz" => body::json(200, &serde_ok()),
+            Target::Platform if path == "/metrics" => self.control.serve_metrics(req.headers()),
             Target::Platform if path.starts_with(yun_lambda::invoke_api::PATH_PREFIX) => {
                 self.lambda_invoke(req, peer).await
             }

@@ -21,6 +21,7 @@ pub const INIT_MS: &str = "x-yun-init-ms";
 
 pub(crate) struct Report {
     pub sink: Arc<dyn LogSink>,
+    metrics: Arc<yun_telemetry::Metrics>,
     /// Whose outcome counters this invocation's result goes into (the rollout controller
     /// judges a new revision by them).
     deployment: Arc<yun_activator::Deployment>,
@@ -36,13 +37,14 @@ impl Report {
     /// The report of one invocation of `deployment`'s revision, arrived now; `status` is what it
     /// says until the outcome is known.
     pub fn new(
-        sink: Arc<dyn LogSink>,
+        control: &yun_control_plane::ControlPlane,
         deployment: &Arc<yun_activator::Deployment>,
         invocation_id: &str,
         status: u16,
     ) -> Self {
         Report {
-            sink,
+            sink: control.log_sink(),
+            metrics: control.metrics().clone(),
             deployment: deployment.clone(),
             function: deployment.revision.function.to_string(),
             revision: deployment.revision.number,
@@ -89,7 +91,20 @@ impl Drop for Report {
     fn drop(&mut self) {
         // A 5xx is the function's failure or the platform's on its behalf (trap, timeout,
         // overload); 4xx answers are the client's business.
-        self.deployment.outcomes.record(self.status < 500, self.arrived.elapsed());
+        let elapsed = self.arrived.elapsed();
+        self.deployment.outcomes.record(self.status < 500, elapsed);
+        let init = match self.temperature {
+            Some(Temperature::Cold { init, .. }) => Some(init.as_secs_f64()),
+            Some(Temperature::Thawed { thaw, .. }) => Some(thaw.as_secs_f64()),
+            _ => None,
+        };
+        self.metrics.observe(yun_telemetry::Observation {
+            function: &self.function,
+            revision: self.revision,
+            status: self.status,
+            seconds: elapsed.as_secs_f64(),
+            init_seconds: init,
+        });
         let line = self.line();
         self.sink.emit(LogEntry {
             ts_ms: yun_types::now_ms(),

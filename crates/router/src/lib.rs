@@ -18,7 +18,7 @@
 //! 1. Function hosts (`NAME.<domain>`, `TAG.NAME.<domain>`).
 //! 2. Custom routes whose host equals the request's (port and trailing dot ignored, any case).
 //! 3. `/fn` and `/fn/...`: a function address, or the platform when malformed.
-//! 4. The platform's own paths: `/v1`, `/v1/...`, `/healthz`, `/2015-03-31/...`.
+//! 4. The platform's own paths: `/v1`, `/v1/...`, `/healthz`, `/metrics`, `/2015-03-31/...`.
 //! 5. Custom routes without a host.
 //! 6. Otherwise the platform (the gateway answers 404).
 //!
@@ -170,7 +170,11 @@ fn function_from_path(rest: &str) -> Target<'_> {
 }
 
 fn is_platform_path(path: &str) -> bool {
-    path == "/v1" || path.starts_with("/v1/") || path == "/healthz" || path.starts_with("/2015-03-31/")
+    path == "/v1"
+        || path.starts_with("/v1/")
+        || path == "/healthz"
+        || path == "/metrics"
+        || path.starts_with("/2015-03-31/")
 }
 
 /// The host as routing compares it: without a port or a trailing dot.
@@ -373,7 +377,9 @@ mod tests {
     #[test]
     fn precedence_platform_paths_beat_hostless_routes() {
         let r = with(&[(None, "/*", "catchall"), (None, "/{x}", "one")]);
-        for p in ["/v1", "/v1/", "/v1/functions", "/healthz", "/2015-03-31/functions/f/invocations"] {
+        for p in
+            ["/v1", "/v1/", "/v1/functions", "/healthz", "/metrics", "/2015-03-31/functions/f/invocations"]
+        {
             assert_eq!(r.route(None, p), Target::Platform, "{p}");
             assert_eq!(r.route(Some("api.example.com"), p), Target::Platform, "{p}");
         }

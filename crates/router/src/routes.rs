@@ -444,13 +444,14 @@ fn parse_pattern(raw: &str) -> Result<Pattern, String> {
 const V1: &str = "v1";
 const FN: &str = "fn";
 const HEALTHZ: &str = "healthz";
+const METRICS: &str = "metrics";
 const LAMBDA: &str = "2015-03-31";
 
 fn is_reserved(p: &Pattern) -> bool {
     let Some(Segment::Literal(first)) = p.segments.first() else { return false };
     match first.as_str() {
         V1 | FN => true,
-        HEALTHZ => p.segments.len() == 1 && !p.star,
+        HEALTHZ | METRICS => p.segments.len() == 1 && !p.star,
         LAMBDA => p.segments.len() > 1 || p.star,
         _ => false,
     }
@@ -463,6 +464,7 @@ fn reserved_reason(route: &str) -> &'static str {
         V1 => "is under /v1/, which the platform serves (its management API)",
         FN => "is under /fn/, which addresses functions directly",
         HEALTHZ => "is /healthz, which the platform serves (its health check)",
+        METRICS => "is /metrics, which the platform serves (Prometheus metrics)",
         LAMBDA => "is under /2015-03-31/, which the platform serves (the Lambda Invoke API)",
         _ => "is a path the platform serves",
     }

@@ -5,8 +5,10 @@
 //! [`LogSink`]) and it does not ship them anywhere else.
 
 mod logs;
+mod metrics;
 
 pub use logs::{LogEntry, LogRetention, LogSink, LogStore, LogStream};
+pub use metrics::{InstanceLabels, Metrics, Observation, QueueLabels, StoreLabels};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

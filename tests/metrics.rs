@@ -1,0 +1,91 @@
+//! End-to-end: `/metrics` through the real `yun` binary on port 0. Invocations, errors,
+//! throttles, durations and cold starts per function and revision, instances and queues, in an
+//! exposition Prometheus's own `promtool` accepts; the admin token guards it unless
+//! `--metrics-public`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use yun_test_support::Yun;
+
+const BIN: &str = env!("CARGO_BIN_EXE_yun");
+
+async fn scrape(yun: &Yun, token: bool) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("{}/metrics", yun.url()));
+    if token {
+        req = req.bearer_auth(yun.token());
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `promtool check metrics` reads the exposition on stdin; it exits non-zero on a format error.
+fn promtool_accepts(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package `prometheus`; .ci/run installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool refused the exposition:\n{report}\n{text}");
+    // Lint findings (naming, missing HELP) are printed without failing: there must be none.
+    assert!(report.trim().is_empty(), "promtool found problems:\n{report}");
+}
+
+#[tokio::test]
+async fn metrics_count_invocations_per_function_and_revision_in_a_valid_exposition() {
+    let yun = Yun::start(BIN);
+    yun.deploy("counted", "echo", &[]);
+    yun.cli_ok(&["queue", "create", "jobs"]);
+    yun.cli_ok(&["queue", "send", "jobs", "x"]);
+    let client = reqwest::Client::new();
+    for path in ["/", "/", "/", "/?status=503"] {
+        client.get(format!("{}/fn/counted{path}", yun.url())).send().await.unwrap();
+    }
+    assert_eq!(scrape(&yun, false).await.0, 401, "the admin token guards /metrics by default");
+    let (status, text) = scrape(&yun, true).await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"faas_invocations_total{function="counted",revision="1"} 4"#,
+        r#"faas_errors_total{function="counted",revision="1"} 1"#,
+        r#"faas_invoke_duration_seconds_count{function="counted",revision="1"} 4"#,
+        r#"yun_queue_messages{queue="jobs",state="visible"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+    assert!(text.contains("yun_instances{"), "{text}");
+    assert!(text.contains("yun_resident_memory_bytes"), "{text}");
+    promtool_accepts(&text);
+
+    // A removed function's series go with it.
+    yun.cli_ok(&["rm", "counted"]);
+    let (_, text) = scrape(&yun, true).await;
+    assert!(!text.contains(r#"function="counted""#), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_can_be_public_and_count_cold_starts() {
+    let yun = Yun::start_with_args(BIN, &["--metrics-public"]);
+    let dir = yun_test_support::repo_root().join("examples/python-http").display().to_string();
+    yun.cli_ok(&[
+        "deploy",
+        "cold",
+        &dir,
+        "--runtime",
+        "process",
+        "--mode",
+        "http",
+        "--command",
+        "python3 app.py",
+    ]);
+    reqwest::get(format!("{}/fn/cold/", yun.url())).await.unwrap();
+    let (status, text) = scrape(&yun, false).await;
+    assert_eq!(status, 200);
+    assert!(text.contains(r#"faas_coldstarts_total{function="cold",revision="1"} 1"#), "{text}");
+    assert!(text.contains(r#"faas_init_duration_seconds_count{function="cold",revision="1"} 1"#), "{text}");
+    promtool_accepts(&text);
+}
