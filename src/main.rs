@@ -95,6 +95,8 @@ enum Command {
     Invocations(commands::invocations::Args),
     /// Dead-lettered events: send them back.
     Dlq(commands::invocations::DlqArgs),
+    /// What each function used (requests, GB-seconds, egress) and what it would cost.
+    Usage(commands::usage::Args),
     /// Set how a function scales: min/max instances, concurrency, keep-alive, queue.
     Scale(commands::scale::Args),
     /// Scaffold a function (with its yun.toml) from a template.
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
             Command::Async(args) => commands::trigger::run_async(&cli.global, args).await,
             Command::Invocations(args) => commands::invocations::run(&cli.global, args).await,
             Command::Dlq(args) => commands::invocations::run_dlq(&cli.global, args).await,
+            Command::Usage(args) => commands::usage::run(&cli.global, args).await,
             Command::Scale(args) => commands::scale::run(&cli.global, args).await,
             Command::New(args) => commands::new::run(&cli.global, args).await,
             Command::Build(args) => commands::build::run(&cli.global, args).await,

@@ -89,3 +89,46 @@ async fn metrics_can_be_public_and_count_cold_starts() {
     assert!(text.contains(r#"faas_init_duration_seconds_count{function="cold",revision="1"} 1"#), "{text}");
     promtool_accepts(&text);
 }
+
+/// Usage is exact: its billed milliseconds are the REPORT lines' Billed Durations summed, its
+/// memory-time those times the memory limit; and it survives a restart.
+#[tokio::test]
+async fn usage_is_metered_exactly_and_survives_a_restart() {
+    let mut yun = Yun::start(BIN);
+    yun.deploy("metered", "echo", &["--memory", "64Mi"]);
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let r = client.get(format!("{}/fn/metered/?sleep_ms=20&size=1000", yun.url())).send().await.unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), 1000);
+    }
+    // The REPORT lines are written once each response ends; give them a moment to be flushed.
+    let mut billed = 0u64;
+    for _ in 0..50 {
+        let logs = yun.cli_ok(&["logs", "metered"]);
+        let reports: Vec<u64> = logs
+            .lines()
+            .filter_map(|l| l.split("Billed Duration: ").nth(1)?.split(' ').next()?.parse().ok())
+            .collect();
+        if reports.len() == 10 {
+            billed = reports.iter().sum();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(billed >= 200, "ten REPORT lines with at least 20 ms each, got {billed} ms");
+    let check = |yun: &Yun| {
+        let v: serde_json::Value = serde_json::from_str(&yun.cli_ok(&["usage", "--json"])).unwrap();
+        let row =
+            v["usage"].as_array().unwrap().iter().find(|r| r["function"] == "metered").cloned().unwrap();
+        assert_eq!(row["requests"], 10.0, "{row}");
+        assert_eq!(row["billed_ms"].as_f64().unwrap() as u64, billed, "{row}");
+        assert_eq!(row["gb_seconds"].as_f64().unwrap(), (64 * billed) as f64 / 1024.0 / 1000.0, "{row}");
+        assert_eq!(row["egress_bytes"], 10_000.0, "{row}");
+    };
+    check(&yun);
+    assert!(yun.stop().success());
+    let yun = yun.restart();
+    check(&yun);
+    let out = yun.cli_ok(&["usage"]);
+    assert!(out.contains("metered") && out.contains("USD"), "{out}");
+}

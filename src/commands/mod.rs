@@ -24,3 +24,4 @@ pub mod topic;
 pub mod traffic;
 pub mod trigger;
 pub mod up;
+pub mod usage;

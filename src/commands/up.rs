@@ -146,6 +146,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             format!("opening the event store in {} (is another `yun up` using it?)", data_dir.display())
         })?);
 
+    let usage = Arc::new(
+        yun_telemetry::Usage::open(&data_dir)
+            .with_context(|| format!("reading usage in {}", data_dir.display()))?,
+    );
+
     // Everything that can be checked has been; only now take the port.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -173,6 +178,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         router: Arc::new(yun_control_plane::LiveRouter::new(&args.base_domain)),
         triggers,
         metrics: Arc::new(yun_telemetry::Metrics::new()),
+        usage: usage.clone(),
         metrics_public: args.metrics_public,
         data_dir: data_dir.clone(),
     }));
@@ -213,6 +219,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    // Metered use: written when it changed, off the request path.
+    let metered = usage.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let u = metered.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || u.flush()).await {
+                tracing::warn!("writing usage failed: {e}");
+            }
+        }
+    });
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -237,6 +255,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     yun_gateway::run(listener, gateway, shutdown).await?;
     if let Err(e) = flushed.flush() {
         tracing::warn!("writing the last log lines failed: {e}");
+    }
+    if let Err(e) = usage.flush() {
+        tracing::warn!("writing usage failed: {e}");
     }
     println!("yun stopped");
     Ok(ExitCode::SUCCESS)

@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/topics/{topic}/subscriptions"),
     ("DELETE", "/v1/topics/{topic}/subscriptions"),
     ("POST", "/v1/topics/{topic}/publish"),
+    ("GET", "/v1/usage"),
 ];
 
 /// What a management request asks for, parsed once at the boundary.
@@ -107,6 +108,8 @@ pub enum Command {
     Subscribe(String),
     Unsubscribe(String),
     Publish(String),
+    /// Metered use per function and day.
+    Usage,
 }
 
 impl Command {
@@ -219,6 +222,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             ("POST", "/v1/topics/{topic}/subscriptions") => Command::Subscribe(other()),
             ("DELETE", "/v1/topics/{topic}/subscriptions") => Command::Unsubscribe(other()),
             ("POST", "/v1/topics/{topic}/publish") => Command::Publish(other()),
+            ("GET", "/v1/usage") => Command::Usage,
             _ => unreachable!("every route in ROUTES has a command"),
         });
     }

@@ -75,6 +75,7 @@ pub struct ControlPlane {
     router: Arc<LiveRouter>,
     triggers: Arc<yun_triggers::Triggers>,
     metrics: Arc<yun_telemetry::Metrics>,
+    usage: Arc<yun_telemetry::Usage>,
     metrics_public: bool,
     data_dir: std::path::PathBuf,
     /// Held by every change, so two changes never interleave their read-check-write (two routes
@@ -126,6 +127,8 @@ pub struct ControlPlaneParts {
     pub triggers: Arc<yun_triggers::Triggers>,
     /// What `/metrics` shows.
     pub metrics: Arc<yun_telemetry::Metrics>,
+    /// Metered use, per function and day.
+    pub usage: Arc<yun_telemetry::Usage>,
     /// `/metrics` without the admin token (for a Prometheus on a trusted network).
     pub metrics_public: bool,
     /// Where the stores' files are, for their sizes.
@@ -148,6 +151,7 @@ impl ControlPlane {
             router: p.router,
             triggers: p.triggers,
             metrics: p.metrics,
+            usage: p.usage,
             metrics_public: p.metrics_public,
             data_dir: p.data_dir,
             changes: tokio::sync::Mutex::new(()),
@@ -161,6 +165,42 @@ impl ControlPlane {
 
     pub fn metrics(&self) -> &Arc<yun_telemetry::Metrics> {
         &self.metrics
+    }
+
+    pub fn usage(&self) -> &Arc<yun_telemetry::Usage> {
+        &self.usage
+    }
+
+    /// `GET /v1/usage?since_days=N`: metered use per function and UTC day.
+    fn usage_view(&self, query: Option<&str>) -> ApiResult {
+        let mut since_days = 30u32;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "since_days" => {
+                    since_days = v.parse().map_err(|_| bad(format!("invalid since_days: {v:?}")))?
+                }
+                _ => return Err(bad(format!("unknown query parameter {k:?}"))),
+            }
+        }
+        let today = yun_telemetry::day_of(now_ms());
+        let rows: Vec<_> = self
+            .usage
+            .rows(today.saturating_sub(since_days))
+            .into_iter()
+            .map(|(function, day, r)| {
+                json!({
+                    "function": function,
+                    "day": day_text(day),
+                    "requests": r.requests,
+                    "errors": r.errors,
+                    "billed_ms": r.billed_ms,
+                    "mib_ms": r.mib_ms,
+                    "gb_seconds": r.gb_seconds(),
+                    "egress_bytes": r.egress_bytes,
+                })
+            })
+            .collect();
+        Ok(body::json(200, &json!({ "usage": rows })))
     }
 
     /// `GET /metrics`: the Prometheus exposition, with the gauges of state read now.
@@ -370,6 +410,7 @@ impl ControlPlane {
             Command::Subscribe(t) => self.subscribe(&t, req.into_body()).await,
             Command::Unsubscribe(t) => self.unsubscribe(&t, req.into_body()).await,
             Command::Publish(t) => self.publish_topic(&t, req.into_body()).await,
+            Command::Usage => self.usage_view(req.uri().query()),
         };
         result.unwrap_or_else(|e| body::error(e.code, e.message))
     }
@@ -800,6 +841,22 @@ impl ControlPlane {
         });
         Ok(ndjson(StreamBody::new(head.chain(tail)).boxed_unsync()))
     }
+}
+
+/// `YYYY-MM-DD` of a day since the Unix epoch.
+fn day_text(day: u32) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm): a few lines of integer arithmetic, where a
+    // date crate would be a dependency for one conversion.
+    let z = i64::from(day) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// This process's resident memory, from `/proc/self/statm` (pages).

@@ -22,6 +22,10 @@ pub const INIT_MS: &str = "x-yun-init-ms";
 pub(crate) struct Report {
     pub sink: Arc<dyn LogSink>,
     metrics: Arc<yun_telemetry::Metrics>,
+    usage: Arc<yun_telemetry::Usage>,
+    memory_bytes: u64,
+    /// Response bytes sent so far.
+    pub egress: u64,
     /// Whose outcome counters this invocation's result goes into (the rollout controller
     /// judges a new revision by them).
     deployment: Arc<yun_activator::Deployment>,
@@ -45,6 +49,9 @@ impl Report {
         Report {
             sink: control.log_sink(),
             metrics: control.metrics().clone(),
+            usage: control.usage().clone(),
+            memory_bytes: deployment.revision.spec.limits.memory_bytes,
+            egress: 0,
             deployment: deployment.clone(),
             function: deployment.revision.function.to_string(),
             revision: deployment.revision.number,
@@ -60,9 +67,27 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Run time rounded up to whole milliseconds, as it is billed (and as `Usage` sums it).
+fn billed_ms(d: Duration) -> u64 {
+    ms(d).ceil() as u64
+}
+
 impl Report {
-    fn line(&self) -> String {
-        let total = self.arrived.elapsed();
+    /// How long the function ran of `total`: less any wait in the queue.
+    fn run(&self, total: Duration) -> Duration {
+        let waited = match self.temperature {
+            Some(Temperature::Queued { waited })
+            | Some(Temperature::Cold { waited, .. })
+            | Some(Temperature::Thawed { waited, .. }) => waited,
+            _ => Duration::ZERO,
+        };
+        total.saturating_sub(waited)
+    }
+}
+
+impl Report {
+    /// The REPORT line for an invocation that took `total` since arrival.
+    fn line(&self, total: Duration) -> String {
         let (kind, init, waited) = match self.temperature {
             Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
             Some(Temperature::Queued { waited }) => ("queued", None, waited),
@@ -72,8 +97,10 @@ impl Report {
         };
         let run = total.saturating_sub(waited);
         let mut line = format!(
-            "REPORT Start: {kind} Duration: {:.2} ms Total: {:.2} ms Status: {}",
+            "REPORT Start: {kind} Duration: {:.2} ms Billed Duration: {} ms Memory Size: {} MB Total: {:.2} ms Status: {}",
             ms(run),
+            billed_ms(run),
+            self.memory_bytes >> 20,
             ms(total),
             self.status
         );
@@ -91,6 +118,7 @@ impl Drop for Report {
     fn drop(&mut self) {
         // A 5xx is the function's failure or the platform's on its behalf (trap, timeout,
         // overload); 4xx answers are the client's business.
+        // One reading of the clock, so the REPORT line, the metrics and the usage agree.
         let elapsed = self.arrived.elapsed();
         self.deployment.outcomes.record(self.status < 500, elapsed);
         let init = match self.temperature {
@@ -105,7 +133,17 @@ impl Drop for Report {
             seconds: elapsed.as_secs_f64(),
             init_seconds: init,
         });
-        let line = self.line();
+        let run = self.run(elapsed);
+        // The same rounding as the REPORT line's Billed Duration, so the two always agree.
+        self.usage.record(
+            &self.function,
+            yun_types::now_ms(),
+            billed_ms(run) as f64,
+            self.memory_bytes,
+            self.status >= 500,
+            self.egress,
+        );
+        let line = self.line(elapsed);
         self.sink.emit(LogEntry {
             ts_ms: yun_types::now_ms(),
             function: std::mem::take(&mut self.function),
@@ -163,8 +201,17 @@ impl http_body::Body for ReportBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.report.take();
+        match &polled {
+            Poll::Ready(None) => {
+                self.report.take();
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if let Some(r) = self.report.as_mut() {
+                    r.egress += n;
+                }
+            }
+            _ => {}
         }
         polled
     }

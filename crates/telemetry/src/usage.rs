@@ -1,0 +1,152 @@
+//! Pay-per-use metering: per function and UTC day, the requests, errors, billed milliseconds,
+//! memory-time (MiB × billed ms, kept as an integer so sums are exact; GB-seconds are derived)
+//! and bytes sent back.
+//!
+//! The gateway adds one invocation at a time (a short lock on a small map); the totals are
+//! written to `usage.json` in the data directory (temporary file, fsync, rename) every couple
+//! of seconds when they changed and when yun stops, and read back at start. A crash loses at
+//! most the last interval; a stop loses nothing.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One function's use on one day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub requests: u64,
+    pub errors: u64,
+    /// Run time rounded up to whole milliseconds, summed.
+    pub billed_ms: u64,
+    /// Memory limit in MiB × billed ms, summed: GB-seconds = this / 1024 / 1000.
+    pub mib_ms: u64,
+    /// Response bytes sent to callers.
+    pub egress_bytes: u64,
+}
+
+impl UsageRow {
+    pub fn gb_seconds(&self) -> f64 {
+        self.mib_ms as f64 / 1024.0 / 1000.0
+    }
+
+    fn add(&mut self, other: &UsageRow) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.billed_ms += other.billed_ms;
+        self.mib_ms += other.mib_ms;
+        self.egress_bytes += other.egress_bytes;
+    }
+}
+
+/// Days since the Unix epoch (UTC) of a time in ms.
+pub fn day_of(ms: u64) -> u32 {
+    (ms / 86_400_000) as u32
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Totals {
+    /// function → day → row.
+    rows: BTreeMap<String, BTreeMap<u32, UsageRow>>,
+}
+
+pub struct Usage {
+    path: PathBuf,
+    totals: Mutex<(Totals, bool)>,
+}
+
+impl Usage {
+    /// Reads the totals kept in `data_dir`, or starts empty.
+    pub fn open(data_dir: &Path) -> std::io::Result<Usage> {
+        let path = data_dir.join("usage.json");
+        let totals = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::other(format!("{} is not readable: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Totals::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Usage { path, totals: Mutex::new((totals, false)) })
+    }
+
+    /// One invocation: `run_ms` is rounded up to whole milliseconds for billing.
+    pub fn record(
+        &self,
+        function: &str,
+        now_ms: u64,
+        run_ms: f64,
+        memory_bytes: u64,
+        error: bool,
+        egress: u64,
+    ) {
+        let billed = run_ms.max(0.0).ceil() as u64;
+        let row = UsageRow {
+            requests: 1,
+            errors: u64::from(error),
+            billed_ms: billed,
+            mib_ms: (memory_bytes >> 20) * billed,
+            egress_bytes: egress,
+        };
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        t.0.rows.entry(function.to_string()).or_default().entry(day_of(now_ms)).or_default().add(&row);
+        t.1 = true;
+    }
+
+    /// Rows from `since_day` on: `(function, day, row)`.
+    pub fn rows(&self, since_day: u32) -> Vec<(String, u32, UsageRow)> {
+        let t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (function, days) in &t.0.rows {
+            for (day, row) in days.range(since_day..) {
+                out.push((function.clone(), *day, row.clone()));
+            }
+        }
+        out
+    }
+
+    /// Writes the totals if they changed since the last write.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let bytes = {
+            let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+            if !t.1 {
+                return Ok(());
+            }
+            t.1 = false;
+            serde_json::to_vec(&t.0).expect("usage serializes")
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_exact_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = Usage::open(dir.path()).unwrap();
+        let day = 20_000 * 86_400_000;
+        u.record("f", day, 49.2, 128 << 20, false, 10);
+        u.record("f", day + 1, 0.3, 128 << 20, true, 5);
+        u.record("g", day + 86_400_000, 1000.0, 1 << 30, false, 0);
+        u.flush().unwrap();
+        let u = Usage::open(dir.path()).unwrap();
+        let rows = u.rows(0);
+        assert_eq!(rows.len(), 2);
+        let f = &rows[0].2;
+        assert_eq!((f.requests, f.errors, f.billed_ms, f.egress_bytes), (2, 1, 51, 15));
+        assert_eq!(f.mib_ms, 128 * 51);
+        assert_eq!(rows[1].2.gb_seconds(), 1.0);
+        assert_eq!(u.rows(20_001).len(), 1);
+    }
+}
