@@ -132,3 +132,40 @@ async fn usage_is_metered_exactly_and_survives_a_restart() {
     let out = yun.cli_ok(&["usage"]);
     assert!(out.contains("metered") && out.contains("USD"), "{out}");
 }
+
+/// W3C trace context: a caller's trace reaches the function (as its parent), the response and
+/// the REPORT line name it; a malformed `traceparent` starts a new trace instead of failing.
+#[tokio::test]
+async fn a_traceparent_is_continued_into_the_function_and_recorded() {
+    let yun = Yun::start(BIN);
+    yun.deploy("traced", "echo", &[]);
+    let client = reqwest::Client::new();
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r =
+        client.get(format!("{}/fn/traced/", yun.url())).header("traceparent", parent).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-yun-trace-id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    let seen = r.headers()["x-echo-req-traceparent"].to_str().unwrap().to_string();
+    assert!(
+        seen.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !seen.contains("00f067aa0ba902b7"),
+        "{seen}"
+    );
+    let r = client
+        .get(format!("{}/fn/traced/", yun.url()))
+        .header("traceparent", "not-a-trace")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "a malformed traceparent is not an error");
+    let fresh = r.headers()["x-yun-trace-id"].to_str().unwrap().to_string();
+    assert_eq!(fresh.len(), 32);
+    let mut found = false;
+    for _ in 0..50 {
+        if yun.cli_ok(&["logs", "traced"]).contains("Trace: 4bf92f3577b34da6a3ce929d0e0e4736") {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(found, "the REPORT line names the trace");
+}

@@ -69,7 +69,7 @@ impl Gateway {
 
     pub(crate) async fn invoke<B: InBody>(
         self: &Arc<Self>,
-        req: Request<B>,
+        mut req: Request<B>,
         name: &str,
         tag: Option<&str>,
         path: &str,
@@ -96,11 +96,21 @@ impl Gateway {
         if !trusted && crate::events::is_event(req.headers()) {
             return self.accept_event(req, &deployment, name, tag, path).await;
         }
+        // W3C trace context: the caller's trace goes on with a span of this invocation; a
+        // missing or malformed `traceparent` starts a new trace rather than failing.
+        let trace = TraceParent::child_of(req.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()));
+        if let Ok(v) = HeaderValue::from_str(&trace.header()) {
+            req.headers_mut().insert(TRACEPARENT, v);
+        }
         let mut report = crate::report::Report::new(&self.control, &deployment, &invocation_id, 0);
         report.arrived = arrived;
-        let response = self
+        report.trace_id = trace.trace_id.clone();
+        let mut response = self
             .invoke_deployment(req, &deployment, name, path, Origin { peer, trusted }, invocation_id)
             .await;
+        if let Ok(v) = HeaderValue::from_str(&trace.trace_id) {
+            response.headers_mut().insert(TRACE_ID, v);
+        }
         crate::report::attach(response, report)
     }
 
@@ -307,6 +317,51 @@ impl Gateway {
     }
 }
 
+pub const TRACEPARENT: &str = "traceparent";
+/// The trace an invocation belongs to, on its response: the id to look for in the logs.
+pub const TRACE_ID: &str = "x-yun-trace-id";
+
+/// A W3C `traceparent` (version 00): `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TraceParent {
+    pub trace_id: String,
+    pub span_id: String,
+    pub flags: String,
+}
+
+impl TraceParent {
+    /// Parses a header; `None` for anything the W3C format does not allow (all-zero ids too).
+    pub fn parse(header: &str) -> Option<TraceParent> {
+        let parts: Vec<&str> = header.trim().split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let [version, trace, span, flags] = parts.as_slice() else { return None };
+        if *version != "00" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+            return None;
+        }
+        if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        Some(TraceParent { trace_id: trace.to_string(), span_id: span.to_string(), flags: flags.to_string() })
+    }
+
+    /// This invocation's span: in the caller's trace when it sent a valid one, else a new trace.
+    pub fn child_of(header: Option<&str>) -> TraceParent {
+        let span_id = format!("{:016x}", fastrand::u64(1..));
+        match header.and_then(TraceParent::parse) {
+            Some(parent) => TraceParent { span_id, ..parent },
+            None => {
+                TraceParent { trace_id: format!("{:032x}", fastrand::u128(1..)), span_id, flags: "01".into() }
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
 /// What the caller is told when a wasm invocation fails.
 pub(crate) fn wasm_error_code(kind: InvokeErrorKind) -> ErrorCode {
     match kind {
@@ -394,4 +449,30 @@ fn fail(invocation_id: &str, revision: Option<u64>, code: ErrorCode, message: St
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::TraceParent;
+
+    #[test]
+    fn a_valid_traceparent_is_continued_and_a_bad_one_replaced() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let child = TraceParent::child_of(Some(parent));
+        assert_eq!(child.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(child.span_id, "00f067aa0ba902b7");
+        assert_eq!(TraceParent::parse(&child.header()), Some(child.clone()));
+        for bad in [
+            "garbage",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+            let fresh = TraceParent::child_of(Some(bad));
+            assert_eq!(fresh.trace_id.len(), 32);
+            assert!(TraceParent::parse(&fresh.header()).is_some());
+        }
+    }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Report {
     memory_bytes: u64,
     /// Response bytes sent so far.
     pub egress: u64,
+    /// The W3C trace the invocation belongs to (empty: none).
+    pub trace_id: String,
     /// Whose outcome counters this invocation's result goes into (the rollout controller
     /// judges a new revision by them).
     deployment: Arc<yun_activator::Deployment>,
@@ -52,6 +54,7 @@ impl Report {
             usage: control.usage().clone(),
             memory_bytes: deployment.revision.spec.limits.memory_bytes,
             egress: 0,
+            trace_id: String::new(),
             deployment: deployment.clone(),
             function: deployment.revision.function.to_string(),
             revision: deployment.revision.number,
@@ -109,6 +112,9 @@ impl Report {
         }
         if waited > Duration::ZERO {
             line.push_str(&format!(" Waited: {:.2} ms", ms(waited)));
+        }
+        if !self.trace_id.is_empty() {
+            line.push_str(&format!(" Trace: {}", self.trace_id));
         }
         line
     }
