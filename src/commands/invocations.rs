@@ -12,7 +12,7 @@ use crate::client::{Client, format_ms, print_json};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     function: String,
-    /// queued, running, succeeded or failed.
+    /// queued (waiting, or being tried again), succeeded or failed.
     #[arg(long)]
     status: Option<String>,
     #[arg(long, default_value_t = 50)]

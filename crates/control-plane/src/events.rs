@@ -478,5 +478,5 @@ impl ControlPlane {
 
 fn parse_status(s: &str) -> Result<InvocationStatus, ApiError> {
     s.parse::<InvocationStatus>()
-        .map_err(|_| bad(format!("unknown status {s:?}: use queued, running, succeeded or failed")))
+        .map_err(|_| bad(format!("unknown status {s:?}: use queued, succeeded or failed")))
 }

@@ -93,6 +93,17 @@ impl EventStore {
             return Err(EventError::Invalid("an invocation record needs an id and a function".into()));
         }
         let txn = self.db.begin_write()?;
+        self.put_invocation_in(&txn, record)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// [`Self::put_invocation`] inside a transaction the caller commits.
+    pub(crate) fn put_invocation_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        record: &InvocationRecord,
+    ) -> Result<()> {
         {
             let mut records = txn.open_table(INVOCATIONS)?;
             let mut index = txn.open_table(BY_FUNCTION)?;
@@ -122,7 +133,6 @@ impl EventStore {
                 count = add_count(&mut counts, f, -1)?;
             }
         }
-        txn.commit()?;
         Ok(())
     }
 

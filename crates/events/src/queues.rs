@@ -616,6 +616,37 @@ impl EventStore {
         Ok(out)
     }
 
+    /// Deletes the message the receipt came from and writes its invocation's record, in one
+    /// transaction: the delivery's outcome costs one commit, not two. `false` (and the record
+    /// is still written) if the receipt is stale.
+    pub fn delete_with_record(
+        &self,
+        queue: &str,
+        receipt: &str,
+        record: &crate::InvocationRecord,
+    ) -> Result<bool> {
+        let (seq, nonce) = parse_receipt(receipt)?;
+        let txn = self.db.begin_write()?;
+        let (deleted, fifo) = {
+            let info = load_queue(&txn.open_table(QUEUES)?, queue)?;
+            let mut t = MsgTables::open(&txn)?;
+            let deleted = match t.meta(queue, seq)? {
+                Some(meta) if meta.receipt == Some(nonce) => {
+                    t.remove(queue, info.config.fifo, seq, &meta, None)?;
+                    true
+                }
+                _ => false,
+            };
+            (deleted, info.config.fifo)
+        };
+        self.put_invocation_in(&txn, record)?;
+        txn.commit()?;
+        if fifo && deleted {
+            self.wake(queue);
+        }
+        Ok(deleted)
+    }
+
     /// Hides the message the receipt came from until `now_ms + visibility_ms` (0: visible
     /// now). `false` if the receipt is stale or the message gone.
     pub fn change_visibility(

@@ -846,3 +846,28 @@ fn random_operations_match_a_model_fifo() {
     }
     assert_covered(&cov);
 }
+
+#[test]
+fn delete_with_record_settles_a_message_and_its_record_in_one_step() {
+    let (_dir, s) = open();
+    s.create_queue("q", QueueConfig::default(), 0).unwrap();
+    s.send("q", &[NewMessage::new("x")], 0).unwrap();
+    let got = s.receive("q", 1, None, 1).unwrap();
+    let record = InvocationRecord {
+        id: "inv-1".into(),
+        function: "f".into(),
+        status: InvocationStatus::Succeeded,
+        attempts: 1,
+        created_ms: 0,
+        updated_ms: 2,
+        last_error: None,
+        last_status: Some(200),
+    };
+    assert!(s.delete_with_record("q", &got[0].receipt, &record).unwrap());
+    assert_eq!(s.stats("q", 3).unwrap().in_flight, 0, "the message is gone");
+    assert_eq!(s.invocation("inv-1").unwrap(), Some(record.clone()));
+    // A stale receipt deletes nothing, but the record is still written.
+    let again = InvocationRecord { updated_ms: 5, ..record };
+    assert!(!s.delete_with_record("q", &got[0].receipt, &again).unwrap());
+    assert_eq!(s.invocation("inv-1").unwrap().unwrap().updated_ms, 5);
+}

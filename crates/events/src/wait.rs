@@ -133,6 +133,17 @@ impl Queues {
         self.blocking(move |s, _| s.delete(&queue, &receipt)).await
     }
 
+    /// [`EventStore::delete_with_record`], off the async threads.
+    pub async fn delete_with_record(
+        &self,
+        queue: &str,
+        receipt: &str,
+        record: crate::InvocationRecord,
+    ) -> Result<bool> {
+        let (queue, receipt) = (queue.to_string(), receipt.to_string());
+        self.blocking(move |s, _| s.delete_with_record(&queue, &receipt, &record)).await
+    }
+
     pub async fn delete_batch(&self, queue: &str, receipts: Vec<String>) -> Result<Vec<bool>> {
         let queue = queue.to_string();
         self.blocking(move |s, _| s.delete_batch(&queue, &receipts)).await

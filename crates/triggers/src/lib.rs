@@ -389,7 +389,8 @@ impl Triggers {
         let id = m.attributes.get(ATTR_ID).cloned().unwrap_or_else(|| m.id.clone());
         let attempt = m.receive_count;
         let created = m.sent_ms;
-        self.record(&id, function, InvocationStatus::Running, attempt, created, None, None).await;
+        // No `running` record: it would cost a commit per delivery, and the outcome's follows
+        // at once. A delivery in progress shows as `queued` with its attempts.
 
         let mut request = envelope::request_for(&m.attributes, Bytes::from(m.body.clone()));
         CloudEvent {
@@ -424,19 +425,20 @@ impl Triggers {
             .clone()
             .or_else(|| (!outcome.succeeded()).then(|| format!("status {}", outcome.status)));
         if outcome.succeeded() {
-            if let Err(e) = self.queues.delete(&queue, &m.receipt).await {
+            // Off the queue and recorded in one commit.
+            let record = InvocationRecord {
+                id: id.clone(),
+                function: function.to_string(),
+                status: InvocationStatus::Succeeded,
+                attempts: attempt,
+                created_ms: created,
+                updated_ms: now,
+                last_error: None,
+                last_status: Some(outcome.status),
+            };
+            if let Err(e) = self.queues.delete_with_record(&queue, &m.receipt, record).await {
                 tracing::warn!(function, "acknowledging event {id} failed: {e}");
             }
-            self.record(
-                &id,
-                function,
-                InvocationStatus::Succeeded,
-                attempt,
-                created,
-                None,
-                Some(outcome.status),
-            )
-            .await;
             if let Some(d) = &s.on_success {
                 self.send_outcome(d, function, &id, "Success", attempt, &m, &outcome).await;
             }
