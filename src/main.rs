@@ -91,6 +91,8 @@ enum Command {
     Trigger(commands::trigger::Args),
     /// How a function's asynchronous invocations are retried and where their outcomes go.
     Async(commands::trigger::AsyncArgs),
+    /// One invocation: its REPORT, its log lines, its asynchronous status.
+    Invocation(commands::invocation::Args),
     /// A function's asynchronous invocations and their status.
     Invocations(commands::invocations::Args),
     /// Dead-lettered events: send them back.
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
             Command::Topic(args) => commands::topic::run(&cli.global, args).await,
             Command::Trigger(args) => commands::trigger::run(&cli.global, args).await,
             Command::Async(args) => commands::trigger::run_async(&cli.global, args).await,
+            Command::Invocation(args) => commands::invocation::run(&cli.global, args).await,
             Command::Invocations(args) => commands::invocations::run(&cli.global, args).await,
             Command::Dlq(args) => commands::invocations::run_dlq(&cli.global, args).await,
             Command::Usage(args) => commands::usage::run(&cli.global, args).await,

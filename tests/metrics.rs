@@ -169,3 +169,55 @@ async fn a_traceparent_is_continued_into_the_function_and_recorded() {
     }
     assert!(found, "the REPORT line names the trace");
 }
+
+/// `yun invocation ID`: any invocation's REPORT and log lines, and an asynchronous one's status;
+/// all attempts of a stored event share its id.
+#[tokio::test]
+async fn one_invocation_shows_its_report_and_logs_whatever_triggered_it() {
+    let yun = Yun::start(BIN);
+    yun.deploy("inspected", "echo", &["--memory", "64Mi"]);
+    let client = reqwest::Client::new();
+    let r = client.get(format!("{}/fn/inspected/?print=look-at-me", yun.url())).send().await.unwrap();
+    let id = r.headers()["x-yun-invocation-id"].to_str().unwrap().to_string();
+    let show = |id: &str| -> serde_json::Value {
+        serde_json::from_str(&yun.cli_ok(&["invocation", id, "--json"])).unwrap()
+    };
+    let mut v = serde_json::Value::Null;
+    for _ in 0..50 {
+        v = show(&id);
+        if !v["reports"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["function"], "inspected");
+    let report = &v["reports"][0];
+    assert_eq!((report["status"].as_f64(), report["memory_mb"].as_f64()), (Some(200.0), Some(64.0)), "{v}");
+    assert!(report["billed_duration_ms"].as_f64().unwrap() >= 1.0, "{v}");
+    assert!(v["logs"].to_string().contains("look-at-me"), "{v}");
+
+    // An asynchronous one: its status, and its delivery's REPORT under the same id.
+    let r = client
+        .post(format!("{}/fn/inspected/?print=later", yun.url()))
+        .header("x-yun-invocation-type", "event")
+        .send()
+        .await
+        .unwrap();
+    let event: serde_json::Value = r.json().await.unwrap();
+    let event = event["invocation_id"].as_str().unwrap().to_string();
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        v = show(&event);
+        if v["async"]["status"] == "succeeded" && !v["reports"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["async"]["status"], "succeeded", "{v}");
+    assert!(v["logs"].to_string().contains("later"), "{v}");
+    let human = yun.cli_ok(&["invocation", &event]);
+    assert!(human.contains("report:") && human.contains("async:"), "{human}");
+
+    let out = yun.cli(&["invocation", "0190a0b0-0000-7000-8000-000000000000"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no invocation"), "{out:?}");
+}

@@ -5,6 +5,7 @@ pub mod build;
 pub mod compile;
 pub mod deploy;
 pub mod describe;
+pub mod invocation;
 pub mod invocations;
 pub mod invoke;
 pub mod logs;

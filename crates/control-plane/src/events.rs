@@ -447,12 +447,47 @@ impl ControlPlane {
         Ok(body::json(200, &json!({ "invocations": records })))
     }
 
+    /// One invocation, of any trigger: its asynchronous record when it has one, what its
+    /// REPORT line says (start, durations, billed time, memory, status, trace), and every log
+    /// line it wrote.
     pub(crate) fn invocation(&self, id: &str) -> ApiResult {
-        let record = self
-            .events()
-            .invocation(id)?
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no invocation {id}")))?;
-        Ok(body::json(200, &json!(record)))
+        let record = self.events().invocation(id)?;
+        // Invocation ids are UUIDv7: their first 48 bits are the time they were made, which
+        // bounds where in the logs to look.
+        let since = uuid_v7_ms(id).map_or(0, |ms| ms.saturating_sub(1000));
+        let functions: Vec<String> = match &record {
+            Some(r) => vec![r.function.clone()],
+            None => self.store.functions()?.into_iter().map(|f| f.name.to_string()).collect(),
+        };
+        let mut lines = Vec::new();
+        let mut function = record.as_ref().map(|r| r.function.clone());
+        for f in &functions {
+            let entries = self.logs.read(f, since, 100_000).map_err(internal)?;
+            let mine: Vec<_> = entries.into_iter().filter(|e| e.invocation_id == id).collect();
+            if !mine.is_empty() {
+                function = Some(f.clone());
+                lines = mine;
+                break;
+            }
+        }
+        if record.is_none() && lines.is_empty() {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("no invocation {id}")));
+        }
+        let reports: Vec<serde_json::Value> = lines
+            .iter()
+            .filter(|e| e.stream == yun_telemetry::LogStream::Platform && e.line.starts_with("REPORT "))
+            .map(|e| report_fields(&e.line, e.revision, e.ts_ms))
+            .collect();
+        Ok(body::json(
+            200,
+            &json!({
+                "id": id,
+                "function": function,
+                "async": record,
+                "reports": reports,
+                "logs": lines,
+            }),
+        ))
     }
 
     pub(crate) async fn redrive_function(&self, name: &FunctionName) -> ApiResult {
@@ -474,6 +509,53 @@ impl ControlPlane {
             .map_err(internal)??
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))
     }
+}
+
+/// The time a UUIDv7 was made (its first 48 bits), if `id` is one.
+fn uuid_v7_ms(id: &str) -> Option<u64> {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || hex.as_bytes().get(12) != Some(&b'7') {
+        return None;
+    }
+    u64::from_str_radix(&hex[..12], 16).ok()
+}
+
+/// A REPORT line's fields as numbers: `Start: cold Duration: 1.20 ms Billed Duration: 2 ms ...`.
+fn report_fields(line: &str, revision: u64, ts_ms: u64) -> serde_json::Value {
+    let rest = line.trim_start_matches("REPORT ");
+    let keys = [
+        "Start",
+        "Duration",
+        "Billed Duration",
+        "Memory Size",
+        "Total",
+        "Status",
+        "Init Duration",
+        "Waited",
+        "Trace",
+    ];
+    let mut out = serde_json::Map::new();
+    out.insert("revision".into(), json!(revision));
+    out.insert("ended_ms".into(), json!(ts_ms));
+    for key in keys {
+        let marker = format!("{key}: ");
+        // The plain "Duration: " comes first in the line, before "Billed Duration: " and
+        // "Init Duration: ", so the first match is the right one for every key.
+        let Some(at) = rest.find(&marker) else { continue };
+        let value = rest[at + marker.len()..].split(' ').next().unwrap_or("");
+        let name = key.to_ascii_lowercase().replace(' ', "_");
+        let v = match value.parse::<f64>() {
+            Ok(n) if key != "Trace" => json!(n),
+            _ => json!(value),
+        };
+        let name = match key {
+            "Duration" | "Billed Duration" | "Total" | "Init Duration" | "Waited" => format!("{name}_ms"),
+            "Memory Size" => "memory_mb".to_string(),
+            _ => name,
+        };
+        out.insert(name, v);
+    }
+    serde_json::Value::Object(out)
 }
 
 fn parse_status(s: &str) -> Result<InvocationStatus, ApiError> {

@@ -77,7 +77,11 @@ impl Gateway {
         trusted: bool,
     ) -> Response<Body> {
         let arrived = std::time::Instant::now();
-        let invocation_id = new_invocation_id();
+        // A stored event keeps its id through every attempt; a client cannot choose one.
+        let invocation_id = match req.headers().get(INVOCATION_ID).and_then(|v| v.to_str().ok()) {
+            Some(id) if trusted && !id.is_empty() => id.to_string(),
+            _ => new_invocation_id(),
+        };
         let Some(service) = self.activator.lookup(name) else {
             return fail(&invocation_id, None, ErrorCode::NotFound, format!("no function named {name}"));
         };

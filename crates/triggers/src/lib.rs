@@ -412,6 +412,10 @@ impl Triggers {
         if let Ok(v) = http::HeaderValue::from_str(&attempt.to_string()) {
             request.headers_mut().insert("x-yun-attempt", v);
         }
+        // Every attempt's log lines carry the event's id, so `yun invocation ID` shows them all.
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            request.headers_mut().insert("x-yun-invocation-id", v);
+        }
         let delivery = Delivery {
             function,
             tag: m.attributes.get(ATTR_TAG).map(String::as_str),
