@@ -221,3 +221,53 @@ async fn one_invocation_shows_its_report_and_logs_whatever_triggered_it() {
     let out = yun.cli(&["invocation", "0190a0b0-0000-7000-8000-000000000000"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no invocation"), "{out:?}");
 }
+
+/// `yun logs` filters by revision, invocation and text, and follows as server-sent events.
+#[tokio::test]
+async fn logs_filter_and_stream_as_server_sent_events() {
+    let yun = Yun::start(BIN);
+    yun.deploy("chatty", "echo", &[]);
+    let client = reqwest::Client::new();
+    let r = client.get(format!("{}/fn/chatty/?print=alpha-line", yun.url())).send().await.unwrap();
+    let first = r.headers()["x-yun-invocation-id"].to_str().unwrap().to_string();
+    yun.deploy("chatty", "echo", &[]);
+    client.get(format!("{}/fn/chatty/?print=beta-line", yun.url())).send().await.unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        let rev2 = yun.cli_ok(&["logs", "chatty", "--revision", "2"]);
+        if rev2.contains("beta-line") {
+            assert!(!rev2.contains("alpha-line"), "{rev2}");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "revision 2's line never showed");
+    let grep = yun.cli_ok(&["logs", "chatty", "--grep", "alpha"]);
+    assert!(grep.contains("alpha-line") && !grep.contains("beta-line") && !grep.contains("REPORT"), "{grep}");
+    let one = yun.cli_ok(&["logs", "chatty", "--invocation", &first]);
+    assert!(one.contains("alpha-line") && !one.contains("beta-line"), "{one}");
+
+    // Server-sent events, following: a line printed after connecting arrives as an event.
+    let mut stream = client
+        .get(format!("{}/v1/functions/chatty/logs?follow=true&contains=gamma", yun.url()))
+        .bearer_auth(yun.token())
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let sent = std::time::Instant::now();
+    client.get(format!("{}/fn/chatty/?print=gamma-line", yun.url())).send().await.unwrap();
+    let mut got = String::new();
+    while !got.contains("gamma-line") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the follower saw the line within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        got.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(got.starts_with("data: {"), "{got}");
+    println!("a printed line reached the follower {:?} after the request", sent.elapsed());
+}

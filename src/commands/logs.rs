@@ -23,15 +23,34 @@ pub struct Args {
     /// At most this many past lines.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Only this revision's lines.
+    #[arg(long)]
+    revision: Option<u64>,
+    /// Only this invocation's lines.
+    #[arg(long)]
+    invocation: Option<String>,
+    /// Only lines containing this text.
+    #[arg(long)]
+    grep: Option<String>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let client = Client::new(global)?;
     let since_ms = args.since.map_or(0, |d| yun_types::now_ms().saturating_sub(d.as_millis() as u64));
-    let path = format!(
-        "/v1/functions/{}/logs?since={since_ms}&limit={}&follow={}",
-        args.name, args.limit, args.follow
-    );
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("since", &since_ms.to_string());
+    query.append_pair("limit", &args.limit.to_string());
+    query.append_pair("follow", &args.follow.to_string());
+    if let Some(r) = args.revision {
+        query.append_pair("revision", &r.to_string());
+    }
+    if let Some(i) = &args.invocation {
+        query.append_pair("invocation", i);
+    }
+    if let Some(t) = &args.grep {
+        query.append_pair("contains", t);
+    }
+    let path = format!("/v1/functions/{}/logs?{}", args.name, query.finish());
     let mut response = check(client.send(client.request(Method::GET, &path)).await?).await?;
     let mut pending = Vec::new();
     let mut stdout = std::io::stdout().lock();

@@ -134,6 +134,22 @@ pub struct LogQuery {
     pub since_ms: u64,
     pub limit: usize,
     pub follow: bool,
+    /// Only this revision's lines.
+    pub revision: Option<u64>,
+    /// Only this invocation's lines.
+    pub invocation: Option<String>,
+    /// Only lines containing this text.
+    pub contains: Option<String>,
+    /// As server-sent events (`text/event-stream`) rather than JSON lines.
+    pub sse: bool,
+}
+
+impl LogQuery {
+    pub fn matches(&self, e: &yun_telemetry::LogEntry) -> bool {
+        self.revision.is_none_or(|r| e.revision == r)
+            && self.invocation.as_deref().is_none_or(|i| e.invocation_id == i)
+            && self.contains.as_deref().is_none_or(|t| e.line.contains(t))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,16 +286,21 @@ fn parse_apply(query: Option<&str>) -> Result<Command, ApiError> {
 }
 
 fn parse_log_query(query: Option<&str>) -> Result<LogQuery, ApiError> {
-    let mut q = LogQuery { since_ms: 0, limit: 1000, follow: false };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    let mut q = LogQuery { since_ms: 0, limit: 1000, ..LogQuery::default() };
+    for (k, v) in query_pairs(query) {
         let bad = |what: &str| ApiError::new(ErrorCode::BadRequest, format!("invalid {what}: {v:?}"));
-        match k {
+        match k.as_str() {
             "since" => {
                 q.since_ms = v.parse().map_err(|_| bad("since (milliseconds since the Unix epoch)"))?
             }
             "limit" => q.limit = v.parse().map_err(|_| bad("limit"))?,
-            "follow" => q.follow = matches!(v, "" | "true" | "1"),
+            "follow" => q.follow = matches!(v.as_str(), "" | "true" | "1"),
+            "revision" => q.revision = Some(v.parse().map_err(|_| bad("revision"))?),
+            "invocation" if !v.is_empty() => q.invocation = Some(v),
+            "contains" if !v.is_empty() => q.contains = Some(v),
+            "invocation" | "contains" => {}
+            "format" if v == "sse" => q.sse = true,
+            "format" if v == "ndjson" => q.sse = false,
             _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
         }
     }
@@ -317,7 +338,10 @@ mod tests {
         );
         assert_eq!(
             parse(&Method::GET, "/v1/functions/a/logs", Some("since=5&follow=true&limit=3")),
-            Ok(Command::Logs(name("a"), LogQuery { since_ms: 5, limit: 3, follow: true }))
+            Ok(Command::Logs(
+                name("a"),
+                LogQuery { since_ms: 5, limit: 3, follow: true, ..LogQuery::default() }
+            ))
         );
         assert_eq!(
             parse(&Method::PUT, "/v1/functions/a/tags/prod", None),

@@ -375,7 +375,12 @@ impl ControlPlane {
                 let query = req.uri().query().map(str::to_string);
                 self.create_revision(&name, query.as_deref(), req.into_body()).await
             }
-            Command::Logs(name, query) => self.logs(&name, query).await,
+            Command::Logs(name, mut query) => {
+                let accept =
+                    req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                query.sse |= accept.contains("text/event-stream");
+                self.logs(&name, query).await
+            }
             Command::SetScale(name) => self.set_scale(&name, req.into_body()).await,
             Command::SetTraffic(name) => self.set_traffic(&name, req.into_body()).await,
             Command::Rollback(name) => self.rollback(&name, req.into_body()).await,
@@ -806,21 +811,38 @@ impl ControlPlane {
         let live = query.follow.then(|| self.logs.subscribe());
         let history = self.logs.read(name.as_str(), query.since_ms, query.limit).map_err(internal)?;
         let last_ts = history.last().map_or(query.since_ms, |e| e.ts_ms);
+        let sse = query.sse;
+        let frame = move |e: &yun_telemetry::LogEntry| {
+            let json = serde_json::to_vec(e).expect("entries serialize");
+            let mut out = Vec::with_capacity(json.len() + 8);
+            if sse {
+                // One event per line; JSON has no raw newlines, so one `data:` field holds it.
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&json);
+                out.extend_from_slice(b"\n\n");
+            } else {
+                out.extend_from_slice(&json);
+                out.push(b'\n');
+            }
+            out
+        };
         let mut lines = Vec::new();
-        for entry in &history {
-            lines.extend_from_slice(&serde_json::to_vec(entry).expect("entries serialize"));
-            lines.push(b'\n');
+        for entry in history.iter().filter(|e| query.matches(e)) {
+            lines.extend_from_slice(&frame(entry));
         }
         let head = futures::stream::once(futures::future::ready(Ok::<_, body::BoxError>(Frame::data(
             Bytes::from(lines),
         ))));
+        let content_type = if sse { "text/event-stream" } else { "application/x-ndjson" };
         let Some(rx) = live else {
-            return Ok(ndjson(StreamBody::new(head).boxed_unsync()));
+            return Ok(stream_response(content_type, StreamBody::new(head).boxed_unsync()));
         };
         let function = name.to_string();
         let shutdown = self.shutdown.clone();
+        let query = std::sync::Arc::new(query);
         let tail = futures::stream::unfold((rx, shutdown), move |(mut rx, mut shutdown)| {
             let function = function.clone();
+            let query = query.clone();
             async move {
                 loop {
                     let entry = tokio::select! {
@@ -828,10 +850,8 @@ impl ControlPlane {
                         r = rx.recv() => r,
                     };
                     match entry {
-                        Ok(e) if e.function == function && e.ts_ms >= last_ts => {
-                            let mut line = serde_json::to_vec(&*e).expect("entries serialize");
-                            line.push(b'\n');
-                            return Some((Ok(Frame::data(Bytes::from(line))), (rx, shutdown)));
+                        Ok(e) if e.function == function && e.ts_ms >= last_ts && query.matches(&e) => {
+                            return Some((Ok(Frame::data(Bytes::from(frame(&e)))), (rx, shutdown)));
                         }
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
@@ -839,7 +859,7 @@ impl ControlPlane {
                 }
             }
         });
-        Ok(ndjson(StreamBody::new(head.chain(tail)).boxed_unsync()))
+        Ok(stream_response(content_type, StreamBody::new(head.chain(tail)).boxed_unsync()))
     }
 }
 
@@ -868,10 +888,11 @@ fn resident_bytes() -> u64 {
     pages * u64::try_from(page).unwrap_or(4096)
 }
 
-fn ndjson(body: Body) -> Response<Body> {
+fn stream_response(content_type: &'static str, body: Body) -> Response<Body> {
     Response::builder()
         .status(200)
-        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, "no-cache")
         .body(body)
         .expect("valid response")
 }
