@@ -739,17 +739,13 @@ impl ControlPlane {
             .validate(&yun_activator::scale_defaults(&revision))
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
         let _changing = self.changes.lock().await;
-        let store = self.store.clone();
-        let (n, s) = (name.clone(), scale.clone());
-        let updated = tokio::task::spawn_blocking(move || {
-            store.update_function(&n, now_ms(), &mut |f| {
+        let s = scale.clone();
+        let updated = self
+            .update_record(name, move |f| {
                 f.scale = s.clone();
                 Ok(())
             })
-        })
-        .await
-        .map_err(internal)??
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))?;
+            .await?;
         self.activator.set_scale(name.as_str(), &scale);
         if let Some(service) = self.activator.lookup(name.as_str()) {
             for deployment in service.deployments() {

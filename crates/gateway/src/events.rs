@@ -143,11 +143,7 @@ impl Gateway {
             yun_router::Target::Function { name, tag, path, .. } => {
                 self.invoke(req, name, tag, path, None, false).await
             }
-            yun_router::Target::Platform => {
-                let req = req
-                    .map(|b| b.map_err(|e| Box::new(e) as yun_control_plane::body::BoxError).boxed_unsync());
-                self.control.handle(req).await
-            }
+            yun_router::Target::Platform => self.control.handle(req.map(crate::to_body)).await,
         }
     }
 }

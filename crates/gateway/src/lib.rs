@@ -99,9 +99,9 @@ impl Gateway {
     }
 }
 
-/// A wire request body as the management API takes it (it is off the invocation path, so one
-/// box is no cost worth avoiding).
-fn to_body(b: Incoming) -> Body {
+/// A request body as the management API takes it (it is off the invocation path, so one box
+/// is no cost worth avoiding).
+pub(crate) fn to_body<B: invoke::InBody>(b: B) -> Body {
     use http_body_util::BodyExt;
     b.map_err(|e| Box::new(e) as yun_control_plane::body::BoxError).boxed_unsync()
 }

@@ -320,16 +320,7 @@ impl Triggers {
         // The record first: once the message is committed the dispatcher may deliver it at
         // once, and a `queued` record written after that would overwrite its outcome.
         let now = now_ms();
-        let record = InvocationRecord {
-            id: id.clone(),
-            function: function.to_string(),
-            status: InvocationStatus::Queued,
-            attempts: 0,
-            created_ms: now,
-            updated_ms: now,
-            last_error: None,
-            last_status: None,
-        };
+        let record = record_of(&id, function, InvocationStatus::Queued, 0, now, now);
         let store = self.queues.store().clone();
         tokio::task::spawn_blocking(move || store.put_invocation(&record))
             .await
@@ -431,14 +422,8 @@ impl Triggers {
         if outcome.succeeded() {
             // Off the queue and recorded in one commit.
             let record = InvocationRecord {
-                id: id.clone(),
-                function: function.to_string(),
-                status: InvocationStatus::Succeeded,
-                attempts: attempt,
-                created_ms: created,
-                updated_ms: now,
-                last_error: None,
                 last_status: Some(outcome.status),
+                ..record_of(&id, function, InvocationStatus::Succeeded, attempt, created, now)
             };
             if let Err(e) = self.queues.delete_with_record(&queue, &m.receipt, record).await {
                 tracing::warn!(function, "acknowledging event {id} failed: {e}");
@@ -507,14 +492,9 @@ impl Triggers {
         last_status: Option<u16>,
     ) {
         let record = InvocationRecord {
-            id: id.to_string(),
-            function: function.to_string(),
-            status,
-            attempts,
-            created_ms,
-            updated_ms: now_ms(),
             last_error,
             last_status,
+            ..record_of(id, function, status, attempts, created_ms, now_ms())
         };
         // A commit (and its fsync) is blocking work: off the async threads.
         let store = self.queues.store().clone();
@@ -763,6 +743,27 @@ pub fn validate_trigger(trigger: &Trigger) -> Result<(), TriggerError> {
         schedule_of(trigger)?;
     }
     Ok(())
+}
+
+/// An invocation record with no error or status yet.
+fn record_of(
+    id: &str,
+    function: &str,
+    status: InvocationStatus,
+    attempts: u32,
+    created_ms: u64,
+    updated_ms: u64,
+) -> InvocationRecord {
+    InvocationRecord {
+        id: id.to_string(),
+        function: function.to_string(),
+        status,
+        attempts,
+        created_ms,
+        updated_ms,
+        last_error: None,
+        last_status: None,
+    }
 }
 
 fn schedule_of(trigger: &Trigger) -> Result<yun_cron::Schedule, TriggerError> {
