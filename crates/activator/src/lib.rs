@@ -55,6 +55,8 @@ pub struct Deployment {
     view: Arc<Mutex<PolicyView>>,
     /// What its invocations did since the rollout controller last looked.
     pub outcomes: yun_traffic::Outcomes,
+    /// Its series in `/metrics`, made once rather than per invocation.
+    pub metric_labels: yun_telemetry::FunctionLabels,
     secrets: Secrets,
 }
 
@@ -287,6 +289,10 @@ impl Activator {
                 }
                 None => {
                     let d = Arc::new(Deployment {
+                        metric_labels: yun_telemetry::FunctionLabels {
+                            function: revision.function.to_string(),
+                            revision: revision.number.to_string(),
+                        },
                         scale: Arc::new(Mutex::new(settings_for(&revision))),
                         revision,
                         loaded: OnceCell::new(),

@@ -133,8 +133,7 @@ impl Drop for Report {
             _ => None,
         };
         self.metrics.observe(yun_telemetry::Observation {
-            function: &self.function,
-            revision: self.revision,
+            labels: &self.deployment.metric_labels,
             status: self.status,
             seconds: elapsed.as_secs_f64(),
             init_seconds: init,

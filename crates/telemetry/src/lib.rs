@@ -9,7 +9,7 @@ mod metrics;
 mod usage;
 
 pub use logs::{LogEntry, LogRetention, LogSink, LogStore, LogStream};
-pub use metrics::{InstanceLabels, Metrics, Observation, QueueLabels, StoreLabels};
+pub use metrics::{FunctionLabels, InstanceLabels, Metrics, Observation, QueueLabels, StoreLabels};
 pub use usage::{Usage, UsageRow, day_of};
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -44,8 +44,8 @@ pub struct StoreLabels {
 
 /// How one invocation ended, as the metrics see it.
 pub struct Observation<'a> {
-    pub function: &'a str,
-    pub revision: u64,
+    /// The function and revision, made once per revision (not per invocation).
+    pub labels: &'a FunctionLabels,
     pub status: u16,
     pub seconds: f64,
     /// Present for a cold start (or a thaw): how long the instance took to start.
@@ -126,19 +126,19 @@ impl Metrics {
     }
 
     pub fn observe(&self, o: Observation<'_>) {
-        let labels = FunctionLabels { function: o.function.to_string(), revision: o.revision.to_string() };
-        self.invocations.get_or_create(&labels).inc();
+        let labels = o.labels;
+        self.invocations.get_or_create(labels).inc();
         if o.status >= 500 {
-            self.errors.get_or_create(&labels).inc();
+            self.errors.get_or_create(labels).inc();
         }
         if o.status == 429 {
-            self.throttles.get_or_create(&labels).inc();
+            self.throttles.get_or_create(labels).inc();
         }
         if let Some(init) = o.init_seconds {
-            self.coldstarts.get_or_create(&labels).inc();
-            self.init.get_or_create(&labels).observe(init);
+            self.coldstarts.get_or_create(labels).inc();
+            self.init.get_or_create(labels).observe(init);
         }
-        self.duration.get_or_create(&labels).observe(o.seconds);
+        self.duration.get_or_create(labels).observe(o.seconds);
     }
 
     /// Drops a removed function's series (its revisions are 1 to `latest_revision`), so they
@@ -196,22 +196,11 @@ mod tests {
     #[test]
     fn observations_show_in_the_exposition() {
         let m = Metrics::new();
+        let labels = FunctionLabels { function: "hello".into(), revision: "2".into() };
         for status in [200, 200, 503, 429] {
-            m.observe(Observation {
-                function: "hello",
-                revision: 2,
-                status,
-                seconds: 0.002,
-                init_seconds: None,
-            });
+            m.observe(Observation { labels: &labels, status, seconds: 0.002, init_seconds: None });
         }
-        m.observe(Observation {
-            function: "hello",
-            revision: 2,
-            status: 200,
-            seconds: 0.01,
-            init_seconds: Some(0.004),
-        });
+        m.observe(Observation { labels: &labels, status: 200, seconds: 0.01, init_seconds: Some(0.004) });
         let text = m.encode();
         assert!(text.contains(r#"faas_invocations_total{function="hello",revision="2"} 5"#), "{text}");
         assert!(text.contains(r#"faas_errors_total{function="hello",revision="2"} 1"#), "{text}");

@@ -89,7 +89,12 @@ impl Usage {
             egress_bytes: egress,
         };
         let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        t.0.rows.entry(function.to_string()).or_default().entry(day_of(now_ms)).or_default().add(&row);
+        // The function's entry exists after its first invocation: no key to allocate after that.
+        if !t.0.rows.contains_key(function) {
+            t.0.rows.insert(function.to_string(), BTreeMap::new());
+        }
+        let days = t.0.rows.get_mut(function).expect("inserted above");
+        days.entry(day_of(now_ms)).or_default().add(&row);
         t.1 = true;
     }
 
