@@ -185,15 +185,20 @@ async fn one_invocation_shows_its_report_and_logs_whatever_triggered_it() {
     let mut v = serde_json::Value::Null;
     for _ in 0..50 {
         v = show(&id);
-        if !v["reports"].as_array().unwrap().is_empty() {
+        if !v["runs"].as_array().unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(v["function"], "inspected");
-    let report = &v["reports"][0];
-    assert_eq!((report["status"].as_f64(), report["memory_mb"].as_f64()), (Some(200.0), Some(64.0)), "{v}");
-    assert!(report["billed_duration_ms"].as_f64().unwrap() >= 1.0, "{v}");
+    let run = &v["runs"][0];
+    assert_eq!(
+        (run["status"].as_u64(), run["memory_limit_bytes"].as_u64()),
+        (Some(200), Some(64 << 20)),
+        "{v}"
+    );
+    assert!(run["billed_ms"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!((run["trigger"].as_str(), run["attempt"].as_u64()), (Some("http"), Some(1)), "{v}");
     assert!(v["logs"].to_string().contains("look-at-me"), "{v}");
 
     // An asynchronous one: its status, and its delivery's REPORT under the same id.
@@ -208,7 +213,7 @@ async fn one_invocation_shows_its_report_and_logs_whatever_triggered_it() {
     let mut v = serde_json::Value::Null;
     for _ in 0..100 {
         v = show(&event);
-        if v["async"]["status"] == "succeeded" && !v["reports"].as_array().unwrap().is_empty() {
+        if v["async"]["status"] == "succeeded" && !v["runs"].as_array().unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -216,7 +221,8 @@ async fn one_invocation_shows_its_report_and_logs_whatever_triggered_it() {
     assert_eq!(v["async"]["status"], "succeeded", "{v}");
     assert!(v["logs"].to_string().contains("later"), "{v}");
     let human = yun.cli_ok(&["invocation", &event]);
-    assert!(human.contains("report:") && human.contains("async:"), "{human}");
+    assert!(human.contains("run:") && human.contains("async:"), "{human}");
+    assert_eq!(v["runs"][0]["trigger"], "async", "{v}");
 
     let out = yun.cli(&["invocation", "0190a0b0-0000-7000-8000-000000000000"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no invocation"), "{out:?}");

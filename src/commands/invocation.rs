@@ -1,5 +1,6 @@
-//! `yun invocation ID`: one invocation of any trigger, with what its REPORT line says and every
-//! log line it wrote (and, for an asynchronous one, its status and attempts).
+//! `yun invocation ID`: one invocation of any trigger: the record of each run (durations,
+//! billed time, memory, bytes, trace), every log line it wrote, and for an asynchronous one its
+//! status and attempts.
 
 use std::process::ExitCode;
 
@@ -30,17 +31,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             a["last_error"].as_str().map(|e| format!(", last error: {e}")).unwrap_or_default()
         );
     }
-    for r in v["reports"].as_array().into_iter().flatten() {
+    for r in v["runs"].as_array().into_iter().flatten() {
+        let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |x| format!("{x:.2}"));
         println!(
-            "report:    revision {}, start {}, {} ms (billed {} ms at {} MB), status {}{}{}",
+            "run:       attempt {} by {} at {}: revision {}, {} start, {} ms (billed {} ms at {} MB{}){}, status {}{}",
+            r["attempt"],
+            r["trigger"].as_str().unwrap_or("-"),
+            format_ms(r["start_ms"].as_u64().unwrap_or(0)),
             r["revision"],
             r["start"].as_str().unwrap_or("-"),
-            r["duration_ms"],
-            r["billed_duration_ms"],
-            r["memory_mb"],
+            f("duration_ms"),
+            r["billed_ms"],
+            r["memory_limit_bytes"].as_u64().unwrap_or(0) >> 20,
+            r["max_memory_bytes"]
+                .as_u64()
+                .map(|m| format!(", max used {} MB", m.div_ceil(1 << 20)))
+                .unwrap_or_default(),
+            r["init_ms"].as_f64().map(|i| format!(", init {i:.2} ms")).unwrap_or_default(),
             r["status"],
-            r["init_duration_ms"].as_f64().map(|i| format!(", init {i} ms")).unwrap_or_default(),
-            r["trace"].as_str().map(|t| format!(", trace {t}")).unwrap_or_default()
+            r["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default(),
+        );
+        println!(
+            "           {} bytes in, {} bytes out{}",
+            r["bytes_in"],
+            r["bytes_out"],
+            r["trace_id"].as_str().map(|t| format!(", trace {t}")).unwrap_or_default()
         );
     }
     for l in v["logs"].as_array().into_iter().flatten() {

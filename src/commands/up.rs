@@ -30,6 +30,17 @@ pub struct Args {
     /// Log lines older than this are dropped (e.g. 7d).
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     log_max_age: Duration,
+    /// Invocation records kept per function (the oldest go first).
+    #[arg(long, default_value_t = 10_000)]
+    records_max: u64,
+    /// Invocation records older than this are dropped (e.g. 7d).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    records_max_age: Duration,
+    /// `off` records nothing per invocation: no invocation records, REPORT lines, metrics,
+    /// usage or trace spans (the function's own log lines are kept). For measuring what
+    /// recording costs (bench/), not for production: usage is then not metered.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    recording: String,
     /// Wasm instances that may exist at once, across all functions.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
@@ -151,6 +162,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading usage in {}", data_dir.display()))?,
     );
 
+    let recording = args.recording == "on";
+    let records = if recording {
+        let path = data_dir.join("records.redb");
+        let retention = yun_telemetry::RecordRetention {
+            max_per_function: args.records_max,
+            max_age: args.records_max_age,
+        };
+        Some(Arc::new(yun_telemetry::Records::open(&path, retention).with_context(|| {
+            format!("opening the invocation records {} (is another `yun up` using it?)", path.display())
+        })?))
+    } else {
+        None
+    };
+
     // Everything that can be checked has been; only now take the port.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -179,6 +204,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         triggers,
         metrics: Arc::new(yun_telemetry::Metrics::new()),
         usage: usage.clone(),
+        records: records.clone(),
+        recording,
         metrics_public: args.metrics_public,
         data_dir: data_dir.clone(),
     }));
@@ -258,6 +285,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Err(e) = usage.flush() {
         tracing::warn!("writing usage failed: {e}");
+    }
+    if let Some(records) = &records
+        && let Err(e) = records.flush()
+    {
+        tracing::warn!("writing invocation records failed: {e}");
     }
     println!("yun stopped");
     Ok(ExitCode::SUCCESS)

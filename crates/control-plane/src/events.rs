@@ -430,61 +430,104 @@ impl ControlPlane {
         Ok(body::json(200, &json!({ "name": name, "triggers": updated.triggers })))
     }
 
+    /// `GET /v1/functions/NAME/invocations?status=&since=&trigger=&limit=`: one row per
+    /// invocation, newest first. A run's row comes from its record (an asynchronous invocation's
+    /// latest attempt, with the attempts and overall status of its event); asynchronous
+    /// invocations that have not run yet, or that were dead-lettered, come from the event store.
     pub(crate) fn list_invocations(&self, name: &FunctionName, query: Option<&str>) -> ApiResult {
         self.require(name)?;
         let mut status = None;
-        let mut limit = 100;
+        let mut limit = 100usize;
+        let mut filter = yun_telemetry::Filter::default();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match k.as_ref() {
-                "status" => {
-                    status = Some(parse_status(&v)?);
-                }
+                "status" => status = Some(parse_status(&v)?),
                 "limit" => limit = v.parse().map_err(|_| bad(format!("invalid limit: {v:?}")))?,
+                "since" => {
+                    filter.since_ms =
+                        Some(v.parse().map_err(|_| bad("since (milliseconds since the Unix epoch)"))?)
+                }
+                "trigger" => filter.trigger = Some(v.into_owned()),
                 _ => return Err(bad(format!("unknown query parameter {k:?}"))),
             }
         }
-        let records = self.events().invocations(name.as_str(), status, limit)?;
-        Ok(body::json(200, &json!({ "invocations": records })))
-    }
-
-    /// One invocation, of any trigger: its asynchronous record when it has one, what its
-    /// REPORT line says (start, durations, billed time, memory, status, trace), and every log
-    /// line it wrote.
-    pub(crate) fn invocation(&self, id: &str) -> ApiResult {
-        let record = self.events().invocation(id)?;
-        // Invocation ids are UUIDv7: their first 48 bits are the time they were made, which
-        // bounds where in the logs to look.
-        let since = uuid_v7_ms(id).map_or(0, |ms| ms.saturating_sub(1000));
-        let functions: Vec<String> = match &record {
-            Some(r) => vec![r.function.clone()],
-            None => self.store.functions()?.into_iter().map(|f| f.name.to_string()).collect(),
+        let function = name.as_str();
+        let since = filter.since_ms.unwrap_or(0);
+        let mut rows: Vec<(u64, String, serde_json::Value)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let run_status = match status {
+            None => Some(None),
+            Some(InvocationStatus::Succeeded) => Some(Some(false)),
+            Some(InvocationStatus::Failed) => Some(Some(true)),
+            // Only the event store knows these.
+            Some(_) => None,
         };
-        let mut lines = Vec::new();
-        let mut function = record.as_ref().map(|r| r.function.clone());
-        for f in &functions {
-            let entries = self.logs.read(f, since, 100_000).map_err(internal)?;
-            let mine: Vec<_> = entries.into_iter().filter(|e| e.invocation_id == id).collect();
-            if !mine.is_empty() {
-                function = Some(f.clone());
-                lines = mine;
-                break;
+        if let (Some(failed), Some(records)) = (run_status, self.records()) {
+            let wanted = yun_telemetry::Filter { failed, ..filter.clone() };
+            for run in records.list(function, &wanted, limit).map_err(internal)? {
+                if !seen.insert(run.id.clone()) {
+                    continue;
+                }
+                let event = if run.trigger == "async" { self.events().invocation(&run.id)? } else { None };
+                let row = run_row(&run, event.as_ref());
+                if let (Some(want), Some(e)) = (status, &event)
+                    && e.status != want
+                {
+                    continue;
+                }
+                rows.push((run.start_ms, run.id.clone(), row));
             }
         }
-        if record.is_none() && lines.is_empty() {
-            return Err(ApiError::new(ErrorCode::NotFound, format!("no invocation {id}")));
+        if filter.trigger.as_deref().is_none_or(|t| t == "async") {
+            let wanted: Vec<InvocationStatus> = match status {
+                Some(s) => vec![s],
+                None => {
+                    vec![InvocationStatus::Queued, InvocationStatus::Running, InvocationStatus::DeadLettered]
+                }
+            };
+            for s in wanted {
+                for e in self.events().invocations(function, Some(s), limit)? {
+                    if e.created_ms >= since && seen.insert(e.id.clone()) {
+                        rows.push((e.created_ms, e.id.clone(), event_row(&e)));
+                    }
+                }
+            }
         }
-        let reports: Vec<serde_json::Value> = lines
-            .iter()
-            .filter(|e| e.stream == yun_telemetry::LogStream::Platform && e.line.starts_with("REPORT "))
-            .map(|e| report_fields(&e.line, e.revision, e.ts_ms))
-            .collect();
+        rows.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+        rows.truncate(limit);
+        let rows: Vec<serde_json::Value> = rows.into_iter().map(|(_, _, r)| r).collect();
+        Ok(body::json(200, &json!({ "invocations": rows })))
+    }
+
+    /// One invocation, of any trigger: the record of each run (an asynchronous invocation's
+    /// attempts), its event's status when it was asynchronous, and every log line it wrote.
+    pub(crate) fn invocation(&self, id: &str) -> ApiResult {
+        let event = self.events().invocation(id)?;
+        let runs = match self.records() {
+            Some(records) => records.get(id).map_err(internal)?,
+            None => Vec::new(),
+        };
+        let function =
+            runs.first().map(|r| r.function.clone()).or_else(|| event.as_ref().map(|e| e.function.clone()));
+        let Some(function) = function else {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("no invocation {id}")));
+        };
+        // Invocation ids are UUIDv7: their first 48 bits are the time they were made, which
+        // bounds where in the logs to look.
+        let since = runs
+            .first()
+            .map(|r| r.start_ms)
+            .or_else(|| uuid_v7_ms(id))
+            .map_or(0, |ms| ms.saturating_sub(1000));
+        let entries = self.logs.read(&function, since, 100_000).map_err(internal)?;
+        let lines: Vec<_> = entries.into_iter().filter(|e| e.invocation_id == id).collect();
         Ok(body::json(
             200,
             &json!({
                 "id": id,
                 "function": function,
-                "async": record,
-                "reports": reports,
+                "async": event,
+                "runs": runs,
                 "logs": lines,
             }),
         ))
@@ -520,42 +563,39 @@ fn uuid_v7_ms(id: &str) -> Option<u64> {
     u64::from_str_radix(&hex[..12], 16).ok()
 }
 
-/// A REPORT line's fields as numbers: `Start: cold Duration: 1.20 ms Billed Duration: 2 ms ...`.
-fn report_fields(line: &str, revision: u64, ts_ms: u64) -> serde_json::Value {
-    let rest = line.trim_start_matches("REPORT ");
-    let keys = [
-        "Start",
-        "Duration",
-        "Billed Duration",
-        "Memory Size",
-        "Total",
-        "Status",
-        "Init Duration",
-        "Waited",
-        "Trace",
-    ];
-    let mut out = serde_json::Map::new();
-    out.insert("revision".into(), json!(revision));
-    out.insert("ended_ms".into(), json!(ts_ms));
-    for key in keys {
-        let marker = format!("{key}: ");
-        // The plain "Duration: " comes first in the line, before "Billed Duration: " and
-        // "Init Duration: ", so the first match is the right one for every key.
-        let Some(at) = rest.find(&marker) else { continue };
-        let value = rest[at + marker.len()..].split(' ').next().unwrap_or("");
-        let name = key.to_ascii_lowercase().replace(' ', "_");
-        let v = match value.parse::<f64>() {
-            Ok(n) if key != "Trace" => json!(n),
-            _ => json!(value),
-        };
-        let name = match key {
-            "Duration" | "Billed Duration" | "Total" | "Init Duration" | "Waited" => format!("{name}_ms"),
-            "Memory Size" => "memory_mb".to_string(),
-            _ => name,
-        };
-        out.insert(name, v);
+/// A run's row: its record, its outcome as a status, and for an asynchronous invocation its
+/// event's attempts and overall status.
+fn run_row(run: &yun_telemetry::Record, event: Option<&yun_events::InvocationRecord>) -> serde_json::Value {
+    let mut row = serde_json::to_value(run).unwrap_or_default();
+    let status = match event {
+        Some(e) => e.status.as_str(),
+        None if run.failed() => "failed",
+        None => "succeeded",
+    };
+    row["status"] = json!(status);
+    row["http_status"] = json!(run.status);
+    if let Some(e) = event {
+        row["attempts"] = json!(e.attempts);
+        row["last_error"] = json!(e.last_error);
+        row["last_status"] = json!(e.last_status);
+        row["updated_ms"] = json!(e.updated_ms);
     }
-    serde_json::Value::Object(out)
+    row
+}
+
+/// The row of an asynchronous invocation that has no run to show (waiting, or dead-lettered).
+fn event_row(e: &yun_events::InvocationRecord) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "function": e.function,
+        "trigger": "async",
+        "status": e.status.as_str(),
+        "start_ms": e.created_ms,
+        "attempts": e.attempts,
+        "last_error": e.last_error,
+        "last_status": e.last_status,
+        "updated_ms": e.updated_ms,
+    })
 }
 
 fn parse_status(s: &str) -> Result<InvocationStatus, ApiError> {

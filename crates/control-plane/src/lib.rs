@@ -76,6 +76,8 @@ pub struct ControlPlane {
     triggers: Arc<yun_triggers::Triggers>,
     metrics: Arc<yun_telemetry::Metrics>,
     usage: Arc<yun_telemetry::Usage>,
+    records: Option<Arc<yun_telemetry::Records>>,
+    recording: bool,
     metrics_public: bool,
     data_dir: std::path::PathBuf,
     /// Held by every change, so two changes never interleave their read-check-write (two routes
@@ -129,6 +131,10 @@ pub struct ControlPlaneParts {
     pub metrics: Arc<yun_telemetry::Metrics>,
     /// Metered use, per function and day.
     pub usage: Arc<yun_telemetry::Usage>,
+    /// One record per invocation; `None` when recording is off.
+    pub records: Option<Arc<yun_telemetry::Records>>,
+    /// Whether invocations are recorded at all (REPORT lines, metrics, usage, records).
+    pub recording: bool,
     /// `/metrics` without the admin token (for a Prometheus on a trusted network).
     pub metrics_public: bool,
     /// Where the stores' files are, for their sizes.
@@ -152,6 +158,8 @@ impl ControlPlane {
             triggers: p.triggers,
             metrics: p.metrics,
             usage: p.usage,
+            records: p.records,
+            recording: p.recording,
             metrics_public: p.metrics_public,
             data_dir: p.data_dir,
             changes: tokio::sync::Mutex::new(()),
@@ -169,6 +177,16 @@ impl ControlPlane {
 
     pub fn usage(&self) -> &Arc<yun_telemetry::Usage> {
         &self.usage
+    }
+
+    /// Whether invocations are recorded (off only to measure what recording costs).
+    pub fn recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Where invocation records go, unless recording is off.
+    pub fn records(&self) -> Option<&Arc<yun_telemetry::Records>> {
+        self.records.as_ref()
     }
 
     /// `GET /v1/usage?since_days=N`: metered use per function and UTC day.
@@ -787,6 +805,9 @@ impl ControlPlane {
         let routes_removed = self.remove_routes_of(name)?;
         self.rollouts.lock().unwrap_or_else(|p| p.into_inner()).remove(name.as_str());
         self.logs.remove(name.as_str()).map_err(internal)?;
+        if let Some(records) = &self.records {
+            records.delete_function(name.as_str()).map_err(internal)?;
+        }
         // Only this function's artifacts are candidates: an artifact uploaded for a deploy that
         // is still in flight must not be collected.
         let referenced = self.store.referenced_artifacts()?;

@@ -15,6 +15,7 @@ use yun_types::ErrorCode;
 
 use crate::Gateway;
 use crate::invoke::{INVOCATION_ID, InBody};
+use crate::report::Via;
 
 pub const INVOCATION_TYPE: &str = "x-yun-invocation-type";
 
@@ -141,7 +142,7 @@ impl Gateway {
         let router = self.control.router().get();
         match router.route(host.as_deref(), &path) {
             yun_router::Target::Function { name, tag, path, .. } => {
-                self.invoke(req, name, tag, path, None, false).await
+                self.invoke(req, name, tag, path, None, false, Via::FUNCTION).await
             }
             yun_router::Target::Platform => self.control.handle(req.map(crate::to_body)).await,
         }
@@ -171,8 +172,13 @@ impl Invoker for GatewayInvoker {
                     error: Some("the server is stopping".into()),
                 };
             };
+            let via = Via { trigger: delivery.trigger, attempt: delivery.attempt };
             if delivery.lambda {
-                return gateway.lambda_event(delivery.function, delivery.request.into_body()).await;
+                let id = delivery.request.headers().get(INVOCATION_ID).and_then(|v| v.to_str().ok());
+                let id = id.map(str::to_owned);
+                return gateway
+                    .lambda_event(delivery.function, id.as_deref(), delivery.request.into_body(), via)
+                    .await;
             }
             let mut request = delivery.request.map(http_body_util::Full::new);
             // The runtimes need an authority, as any request off the wire has: a stored request
@@ -182,7 +188,7 @@ impl Invoker for GatewayInvoker {
             {
                 request.headers_mut().insert(http::header::HOST, host);
             }
-            let response = gateway.invoke_internal(delivery.function, delivery.tag, request).await;
+            let response = gateway.invoke_internal(delivery.function, delivery.tag, request, via).await;
             let status = response.status().as_u16();
             let body = read_limited(response.into_body(), MAX_OUTCOME_BODY).await;
             let error = (status >= 400).then(|| platform_error(&body)).flatten();

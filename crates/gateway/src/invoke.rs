@@ -13,6 +13,7 @@ use yun_telemetry::Counters;
 use yun_types::{ErrorBody, ErrorCode};
 
 use crate::Gateway;
+use crate::report::{Failure, Memory, Report, Via};
 use std::net::IpAddr;
 use yun_activator::Loaded;
 use yun_runtime_process::{Invocation, ProcessRevision};
@@ -62,9 +63,10 @@ impl Gateway {
         function: &str,
         tag: Option<&str>,
         req: Request<B>,
+        via: Via,
     ) -> Response<Body> {
         let path = req.uri().path().to_owned();
-        self.invoke(req, function, tag, &path, None, true).await
+        self.invoke(req, function, tag, &path, None, true, via).await
     }
 
     pub(crate) async fn invoke<B: InBody>(
@@ -75,6 +77,7 @@ impl Gateway {
         path: &str,
         peer: Option<IpAddr>,
         trusted: bool,
+        via: Via,
     ) -> Response<Body> {
         let arrived = std::time::Instant::now();
         // A stored event keeps its id through every attempt; a client cannot choose one.
@@ -109,8 +112,17 @@ impl Gateway {
         let mut report = crate::report::Report::new(&self.control, &deployment, &invocation_id, 0);
         report.arrived = arrived;
         report.trace_id = trace.trace_id.clone();
+        report.via = via;
         let mut response = self
-            .invoke_deployment(req, &deployment, name, path, Origin { peer, trusted }, invocation_id)
+            .invoke_deployment(
+                req,
+                &deployment,
+                name,
+                path,
+                Origin { peer, trusted },
+                invocation_id,
+                &mut report,
+            )
             .await;
         if let Ok(v) = HeaderValue::from_str(&trace.trace_id) {
             response.headers_mut().insert(TRACE_ID, v);
@@ -126,6 +138,7 @@ impl Gateway {
         path: &str,
         origin: Origin,
         invocation_id: String,
+        report: &mut Report,
     ) -> Response<Body> {
         let Origin { peer, trusted } = origin;
         let revision = deployment.revision.number;
@@ -158,7 +171,7 @@ impl Gateway {
             Ok(Loaded::Wasm(l)) => l,
             Ok(Loaded::Process(p)) => {
                 let call = ProcessCall { name, path, peer, revision, invocation_id, declared, max_body };
-                return self.invoke_process(req, &p, call).await;
+                return self.invoke_process(req, &p, call, report).await;
             }
             Err(e) => {
                 Counters::incr(&self.counters.invocation_errors);
@@ -205,10 +218,16 @@ impl Gateway {
         let body_too_large = Arc::new(AtomicBool::new(false));
         let body = if declared.is_none() && !incoming.is_end_stream() {
             match read_unknown_length(incoming, max_body).await {
-                Ok(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+                Ok(bytes) => {
+                    report.bytes_in = bytes.len() as u64;
+                    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+                }
                 Err((code, message)) => return fail(&invocation_id, Some(revision), code, message),
             }
         } else {
+            // A body shorter than declared fails the request, so the declared length is what
+            // the function got whenever it got all of it.
+            report.bytes_in = declared.unwrap_or(0);
             // The declared length was checked above; the limit still guards a client that
             // sends more than it declared.
             let flag = body_too_large.clone();
@@ -228,6 +247,7 @@ impl Gateway {
         };
         let deadline = std::time::Instant::now() + loaded.config().timeout;
         let ctx = Arc::new(RequestCtx::new(invocation_id.clone(), deadline));
+        report.memory = Memory::Wasm(ctx.clone());
         match loaded.invoke(Request::from_parts(parts, body), ctx).await {
             Ok(response) => {
                 let mut response = response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
@@ -265,6 +285,7 @@ impl Gateway {
         req: Request<B>,
         process: &ProcessRevision,
         call: ProcessCall<'_>,
+        report: &mut Report,
     ) -> Response<Body> {
         let ProcessCall { name, path, peer, revision, invocation_id, declared, max_body } = call;
         let original_path = req.uri().path();
@@ -275,10 +296,14 @@ impl Gateway {
         let (parts, incoming) = req.into_parts();
         let body = if declared.is_none() && !incoming.is_end_stream() {
             match read_unknown_length(incoming, max_body).await {
-                Ok(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+                Ok(bytes) => {
+                    report.bytes_in = bytes.len() as u64;
+                    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+                }
                 Err((code, message)) => return fail(&invocation_id, Some(revision), code, message),
             }
         } else {
+            report.bytes_in = declared.unwrap_or(0);
             Limited::new(incoming, max_body as usize).boxed_unsync()
         };
         let invocation = Invocation {
@@ -290,6 +315,9 @@ impl Gateway {
         };
         match process.invoke(Request::from_parts(parts, body), invocation).await {
             Ok(mut response) => {
+                if let Some(used) = response.extensions_mut().remove::<yun_types::Used>() {
+                    report.memory = Memory::Measured(used);
+                }
                 let headers = response.headers_mut();
                 if let Ok(v) = HeaderValue::from_str(&invocation_id) {
                     headers.insert(INVOCATION_ID, v);
@@ -440,9 +468,11 @@ fn too_large(max: u64) -> String {
 }
 
 fn fail(invocation_id: &str, revision: Option<u64>, code: ErrorCode, message: String) -> Response<Body> {
+    let failure = Failure(format!("{}: {message}", code.as_str()));
     let mut err = ErrorBody::new(code, message);
     err.error.invocation_id = Some(invocation_id.to_string());
     let mut response = body::error_body(err);
+    response.extensions_mut().insert(failure);
     let headers = response.headers_mut();
     headers
         .insert(INVOCATION_ID, HeaderValue::from_str(invocation_id).expect("uuids are valid header values"));

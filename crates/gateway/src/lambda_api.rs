@@ -21,6 +21,7 @@ use yun_telemetry::Counters;
 
 use crate::Gateway;
 use crate::invoke::{new_invocation_id, wasm_error_code};
+use crate::report::Via;
 use yun_triggers::envelope;
 use yun_types::ErrorCode;
 
@@ -32,7 +33,9 @@ impl Gateway {
     pub(crate) async fn lambda_event(
         self: &Arc<Self>,
         function: &str,
+        id: Option<&str>,
         payload: Bytes,
+        via: Via,
     ) -> yun_triggers::Outcome {
         let gone =
             |status: u16, why: String| yun_triggers::Outcome { status, body: Bytes::new(), error: Some(why) };
@@ -43,7 +46,8 @@ impl Gateway {
             return gone(404, format!("no function named {function}"));
         };
         drop(service);
-        match self.run_payload(&deployment, payload, &new_invocation_id(), None).await {
+        let id = id.map_or_else(new_invocation_id, str::to_owned);
+        match self.run_payload(&deployment, payload, &id, None, via).await {
             Outcome::Response(body) => yun_triggers::Outcome { status: 200, body, error: None },
             Outcome::Error { error_type, body } => {
                 yun_triggers::Outcome { status: 500, body, error: Some(error_type) }
@@ -128,7 +132,7 @@ impl Gateway {
             }
             InvocationType::RequestResponse => {
                 let since = yun_types::now_ms();
-                let outcome = self.run_payload(&deployment, payload, &request_id, peer).await;
+                let outcome = self.run_payload(&deployment, payload, &request_id, peer, Via::INVOKE).await;
                 let tail = if params.log_type == LogType::Tail {
                     Some(self.log_tail(&deployment, since, &request_id).await)
                 } else {
@@ -151,13 +155,24 @@ impl Gateway {
         payload: Bytes,
         id: &str,
         peer: Option<IpAddr>,
+        via: Via,
     ) -> Outcome {
         Counters::incr(&self.counters.invocations);
         // Filed when this returns, so `LogType: Tail` includes it, as Lambda's does.
         let mut report = crate::report::Report::new(&self.control, deployment, id, 500);
+        report.via = via;
+        report.bytes_in = payload.len() as u64;
         let outcome = self.run_payload_reported(deployment, payload, id, peer, &mut report).await;
-        if matches!(outcome, Outcome::Response(_)) {
-            report.status = 200;
+        match &outcome {
+            Outcome::Response(body) => {
+                report.status = 200;
+                report.egress = body.len() as u64;
+            }
+            Outcome::Error { error_type, body } => {
+                report.egress = body.len() as u64;
+                report.error =
+                    Some(format!("{error_type}: {}", String::from_utf8_lossy(&body[..body.len().min(512)])));
+            }
         }
         outcome
     }
@@ -193,7 +208,9 @@ impl Gateway {
             Loaded::Wasm(wasm) => {
                 let body = Full::new(payload).map_err(|never| match never {}).boxed_unsync();
                 let req = request().body(body).expect("valid request");
-                match wasm.invoke(req, Arc::new(RequestCtx::new(id.to_string(), deadline))).await {
+                let ctx = Arc::new(RequestCtx::new(id.to_string(), deadline));
+                report.memory = crate::report::Memory::Wasm(ctx.clone());
+                match wasm.invoke(req, ctx).await {
                     Ok(resp) => {
                         report.temperature = resp.extensions().get::<yun_activator::Temperature>().copied();
                         collect(resp).await

@@ -88,7 +88,9 @@ impl Gateway {
         let path = req.uri().path().to_owned();
         let router = self.control.router().get();
         match router.route(host.as_deref(), &path) {
-            Target::Function { name, tag, path, .. } => self.invoke(req, name, tag, path, peer, false).await,
+            Target::Function { name, tag, path, .. } => {
+                self.invoke(req, name, tag, path, peer, false, crate::report::Via::HTTP).await
+            }
             Target::Platform if path == "/healthz" => body::json(200, &serde_ok()),
             Target::Platform if path == "/metrics" => self.control.serve_metrics(req.headers()),
             Target::Platform if path.starts_with(yun_lambda::invoke_api::PATH_PREFIX) => {

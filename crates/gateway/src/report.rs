@@ -19,8 +19,46 @@ use yun_telemetry::{LogEntry, LogSink, LogStream};
 pub const START: &str = "x-yun-start";
 pub const INIT_MS: &str = "x-yun-init-ms";
 
+/// How an invocation came about, for its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// `http`, `async`, `cron`, `queue`, `topic`, `function`, `invoke`.
+    pub trigger: &'static str,
+    /// Which attempt at an asynchronous invocation this is (1 = the first).
+    pub attempt: u32,
+}
+
+impl Via {
+    pub const HTTP: Via = Via { trigger: "http", attempt: 1 };
+    pub const FUNCTION: Via = Via { trigger: "function", attempt: 1 };
+    pub const INVOKE: Via = Via { trigger: "invoke", attempt: 1 };
+}
+
+/// Where the memory an invocation used is read from once it has ended.
+pub(crate) enum Memory {
+    Unknown,
+    /// A wasm instance's linear memory, which its limiter tracks per request.
+    Wasm(Arc<yun_runtime_wasm::RequestCtx>),
+    /// What a process runtime measured (its cgroup's peak).
+    Measured(yun_types::Used),
+}
+
+/// What the gateway says when it answers for the function (its error code and message), on
+/// the response, for the invocation's record.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure(pub String);
+
 pub(crate) struct Report {
+    /// Off only to measure what recording costs: then only the rollout's outcome counters
+    /// (which steer traffic, not observe it) see the invocation.
+    recording: bool,
     pub sink: Arc<dyn LogSink>,
+    records: Option<Arc<yun_telemetry::Records>>,
+    pub via: Via,
+    /// Request body bytes the function was given.
+    pub bytes_in: u64,
+    pub error: Option<String>,
+    pub memory: Memory,
     metrics: Arc<yun_telemetry::Metrics>,
     usage: Arc<yun_telemetry::Usage>,
     memory_bytes: u64,
@@ -49,7 +87,13 @@ impl Report {
         status: u16,
     ) -> Self {
         Report {
+            recording: control.recording(),
             sink: control.log_sink(),
+            records: control.records().cloned(),
+            via: Via::HTTP,
+            bytes_in: 0,
+            error: None,
+            memory: Memory::Unknown,
             metrics: control.metrics().clone(),
             usage: control.usage().clone(),
             memory_bytes: deployment.revision.spec.limits.memory_bytes,
@@ -90,7 +134,7 @@ impl Report {
 
 impl Report {
     /// The REPORT line for an invocation that took `total` since arrival.
-    fn line(&self, total: Duration) -> String {
+    fn line(&self, total: Duration, used: yun_types::Used) -> String {
         let (kind, init, waited) = match self.temperature {
             Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
             Some(Temperature::Queued { waited }) => ("queued", None, waited),
@@ -107,6 +151,12 @@ impl Report {
             ms(total),
             self.status
         );
+        if let Some(max) = used.max_memory_bytes {
+            line.push_str(&format!(" Max Memory Used: {} MB", max.div_ceil(1 << 20)));
+        }
+        if let Some(cpu) = used.cpu_ms {
+            line.push_str(&format!(" CPU: {cpu:.2} ms"));
+        }
         if let Some(init) = init {
             line.push_str(&format!(" Init Duration: {:.2} ms", ms(init)));
         }
@@ -120,6 +170,40 @@ impl Report {
     }
 }
 
+impl Report {
+    fn record(&self, now: u64, total: Duration, used: yun_types::Used) -> yun_telemetry::Record {
+        let (start, init, waited) = match self.temperature {
+            Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
+            Some(Temperature::Queued { waited }) => ("queued", None, waited),
+            Some(Temperature::Cold { init, waited }) => ("cold", Some(init), waited),
+            Some(Temperature::Thawed { thaw, waited }) => ("thawed", Some(thaw), waited),
+            None => ("none", None, Duration::ZERO),
+        };
+        let run = total.saturating_sub(waited);
+        yun_telemetry::Record {
+            id: self.invocation_id.clone(),
+            function: self.function.clone(),
+            revision: self.revision,
+            trigger: self.via.trigger.into(),
+            attempt: self.via.attempt,
+            start_ms: now.saturating_sub(total.as_millis() as u64),
+            start: start.into(),
+            init_ms: init.map(ms),
+            waited_ms: ms(waited),
+            duration_ms: ms(run),
+            billed_ms: billed_ms(run),
+            memory_limit_bytes: self.memory_bytes,
+            max_memory_bytes: used.max_memory_bytes,
+            cpu_ms: used.cpu_ms,
+            status: self.status,
+            error: self.error.clone(),
+            bytes_in: self.bytes_in,
+            bytes_out: self.egress,
+            trace_id: self.trace_id.clone(),
+        }
+    }
+}
+
 impl Drop for Report {
     fn drop(&mut self) {
         // A 5xx is the function's failure or the platform's on its behalf (trap, timeout,
@@ -127,6 +211,9 @@ impl Drop for Report {
         // One reading of the clock, so the REPORT line, the metrics and the usage agree.
         let elapsed = self.arrived.elapsed();
         self.deployment.outcomes.record(self.status < 500, elapsed);
+        if !self.recording {
+            return;
+        }
         let init = match self.temperature {
             Some(Temperature::Cold { init, .. }) => Some(init.as_secs_f64()),
             Some(Temperature::Thawed { thaw, .. }) => Some(thaw.as_secs_f64()),
@@ -139,18 +226,29 @@ impl Drop for Report {
             init_seconds: init,
         });
         let run = self.run(elapsed);
+        let now = yun_types::now_ms();
+        let used = match &self.memory {
+            Memory::Unknown => yun_types::Used::default(),
+            Memory::Wasm(ctx) => {
+                yun_types::Used { max_memory_bytes: Some(ctx.max_memory_bytes()), cpu_ms: None }
+            }
+            Memory::Measured(used) => *used,
+        };
         // The same rounding as the REPORT line's Billed Duration, so the two always agree.
         self.usage.record(
             &self.function,
-            yun_types::now_ms(),
+            now,
             billed_ms(run) as f64,
             self.memory_bytes,
             self.status >= 500,
             self.egress,
         );
-        let line = self.line(elapsed);
+        let line = self.line(elapsed, used);
+        if let Some(records) = &self.records {
+            records.record(self.record(now, elapsed, used));
+        }
         self.sink.emit(LogEntry {
-            ts_ms: yun_types::now_ms(),
+            ts_ms: now,
             function: std::mem::take(&mut self.function),
             revision: self.revision,
             invocation_id: std::mem::take(&mut self.invocation_id),
@@ -164,6 +262,9 @@ impl Drop for Report {
 /// files it when it is done.
 pub(crate) fn attach(mut response: http::Response<Body>, mut report: Report) -> http::Response<Body> {
     report.status = response.status().as_u16();
+    if let Some(Failure(message)) = response.extensions_mut().remove::<Failure>() {
+        report.error = Some(message);
+    }
     let temperature = response.extensions_mut().remove::<Temperature>().or(report.temperature);
     report.temperature = temperature;
     let headers = response.headers_mut();

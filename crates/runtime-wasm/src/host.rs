@@ -48,11 +48,15 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
 
 /// Outbound HTTP is denied unless the destination host is on the function's allow-list; yun's
 /// own API (`http://yun.internal/`) is always reachable, served in-process.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 pub(crate) struct OutboundPolicy {
     pub allowed: Arc<[String]>,
     pub local: Option<Arc<dyn yun_types::local::LocalApi>>,
     /// Who is calling, for the local API's scoped rights.
     pub function: Arc<str>,
+    /// Which request the instance serves, whose trace its outbound calls continue.
+    pub shared: Arc<InstanceShared>,
 }
 
 impl OutboundPolicy {
@@ -94,6 +98,14 @@ impl WasiHttpHooks for OutboundPolicy {
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let _ = fut;
+        let mut request = request;
+        // The invocation's W3C trace goes on into what the function calls (another function,
+        // or a service), unless the guest sent a trace context of its own.
+        if !request.headers().contains_key(TRACEPARENT)
+            && let Some(trace) = self.shared.current_request().and_then(|r| r.traceparent().cloned())
+        {
+            request.headers_mut().insert(TRACEPARENT, trace);
+        }
         if request.uri().host() == Some(yun_types::local::LOCAL_HOST)
             && let Some(local) = self.local.clone()
         {
@@ -145,7 +157,6 @@ impl WasiHttpHooks for OutboundPolicy {
 /// `memory_limit_exceeded`.
 pub(crate) struct Limiter {
     pub memory_limit: u64,
-    pub used: u64,
     pub shared: Arc<InstanceShared>,
 }
 
@@ -158,7 +169,8 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let after = self.used + (desired - current) as u64;
+        let used = self.shared.memory.load(std::sync::atomic::Ordering::Relaxed);
+        let after = used + (desired - current) as u64;
         if after > self.memory_limit {
             self.shared.mark_memory_exceeded();
             return Err(wasmtime::format_err!(
@@ -167,7 +179,10 @@ impl ResourceLimiter for Limiter {
                 self.memory_limit >> 20
             ));
         }
-        self.used = after;
+        self.shared.memory.store(after, std::sync::atomic::Ordering::Relaxed);
+        if let Some(req) = &self.shared.lock().request {
+            req.note_memory(after);
+        }
         Ok(true)
     }
 
@@ -205,6 +220,8 @@ pub(crate) struct InstanceShared {
     pub sink: Arc<dyn LogSink>,
     pub function: Arc<str>,
     pub revision: u64,
+    /// Linear memory the instance has, in bytes (its limiter grows it; requests read it).
+    pub memory: std::sync::atomic::AtomicU64,
     current: Mutex<Current>,
 }
 
@@ -219,7 +236,13 @@ struct Current {
 
 impl InstanceShared {
     pub fn new(sink: Arc<dyn LogSink>, function: Arc<str>, revision: u64) -> Self {
-        Self { sink, function, revision, current: Mutex::new(Current::default()) }
+        Self {
+            sink,
+            function,
+            revision,
+            memory: std::sync::atomic::AtomicU64::new(0),
+            current: Mutex::new(Current::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
@@ -230,6 +253,7 @@ impl InstanceShared {
     pub fn begin(&self, request: Arc<RequestCtx>) {
         let mut cur = self.lock();
         self.flush_partial(&mut cur);
+        request.note_memory(self.memory.load(std::sync::atomic::Ordering::Relaxed));
         cur.request = Some(request);
         cur.logged = 0;
         cur.truncated = false;

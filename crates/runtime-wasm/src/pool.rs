@@ -54,8 +54,9 @@ impl HandlerState for RevisionHandler {
                 allowed: self.outbound.clone(),
                 local: config.local.clone(),
                 function: config.function.clone(),
+                shared: shared.clone(),
             },
-            limiter: Limiter { memory_limit: config.memory_bytes, used: 0, shared: shared.clone() },
+            limiter: Limiter { memory_limit: config.memory_bytes, shared: shared.clone() },
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);

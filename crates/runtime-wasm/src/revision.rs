@@ -39,6 +39,10 @@ pub struct RequestCtx {
     /// When the function must have responded by.
     pub deadline: Instant,
     memory_exceeded: AtomicBool,
+    /// The most linear memory the serving instance has had during this request, in bytes.
+    max_memory: std::sync::atomic::AtomicU64,
+    /// The request's W3C `traceparent`, which the function's outbound calls carry on.
+    traceparent: std::sync::OnceLock<http::HeaderValue>,
     /// Set when this request failed: the instance that served it must not serve another.
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
@@ -50,6 +54,8 @@ impl RequestCtx {
             invocation_id,
             deadline,
             memory_exceeded: AtomicBool::new(false),
+            max_memory: std::sync::atomic::AtomicU64::new(0),
+            traceparent: std::sync::OnceLock::new(),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
@@ -57,6 +63,21 @@ impl RequestCtx {
 
     pub(crate) fn mark_memory_exceeded(&self) {
         self.memory_exceeded.store(true, Ordering::Relaxed);
+    }
+
+    /// The most linear memory (all of the instance's memories) it had while serving this
+    /// request: what Lambda's REPORT calls Max Memory Used. An instance serving many requests
+    /// in turn never shrinks, so each of them sees at least what the earlier ones grew to.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory.load(Ordering::Relaxed)
+    }
+
+    pub fn traceparent(&self) -> Option<&http::HeaderValue> {
+        self.traceparent.get()
+    }
+
+    pub(crate) fn note_memory(&self, bytes: u64) {
+        self.max_memory.fetch_max(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn set_failure(&self, message: String) {
@@ -155,6 +176,9 @@ impl LoadedRevision {
         // The worker expires the request at its deadline from inside the instance's event
         // loop; this bound runs on the caller's task, so the caller gets its 504 on time even
         // when the instance's thread is slow to be scheduled.
+        if let Some(trace) = request.headers().get("traceparent") {
+            let _ = ctx.traceparent.set(trace.clone());
+        }
         let outer = tokio::time::Instant::from_std(ctx.deadline + Duration::from_millis(50));
         let outcome = tokio::time::timeout_at(outer, self.handler.handle(ctx.clone(), request)).await;
         let error = match outcome {

@@ -6,10 +6,12 @@
 
 mod logs;
 mod metrics;
+mod records;
 mod usage;
 
 pub use logs::{LogEntry, LogRetention, LogSink, LogStore, LogStream};
 pub use metrics::{FunctionLabels, InstanceLabels, Metrics, Observation, QueueLabels, StoreLabels};
+pub use records::{Filter, Record, RecordError, RecordRetention, Records};
 pub use usage::{Usage, UsageRow, day_of};
 
 use std::sync::atomic::{AtomicU64, Ordering};

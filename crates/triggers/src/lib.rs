@@ -57,6 +57,10 @@ pub struct Delivery<'a> {
     /// An AWS Lambda Invoke API payload (the body is the event), rather than an HTTP request.
     pub lambda: bool,
     pub request: http::Request<Bytes>,
+    /// What the invocation's record says started it: `async`, `cron`, `topic`, `queue`.
+    pub trigger: &'static str,
+    /// Which attempt this is (1 = the first).
+    pub attempt: u32,
 }
 
 /// Runs a function with a request, the way an HTTP request to it would.
@@ -412,6 +416,12 @@ impl Triggers {
             tag: m.attributes.get(ATTR_TAG).map(String::as_str),
             lambda: m.attributes.contains_key(ATTR_LAMBDA),
             request,
+            trigger: match m.attributes.get(ATTR_TYPE).map(String::as_str) {
+                Some(envelope::TYPE_CRON) => "cron",
+                Some(envelope::TYPE_TOPIC) => "topic",
+                _ => "async",
+            },
+            attempt,
         };
         let outcome = self.invoker.invoke(delivery).await;
         let now = now_ms();
@@ -652,6 +662,8 @@ impl Triggers {
                 tag: None,
                 lambda: false,
                 request: batch_request(c, &batch),
+                trigger: "queue",
+                attempt: batch.iter().map(|m| m.receive_count).max().unwrap_or(1),
             };
             let outcome = self.invoker.invoke(delivery).await;
             let failed: Vec<&Received> = if outcome.succeeded() {

@@ -944,6 +944,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// What one run of a function used, as its runtime measured it (where it can), carried in the
+/// response's extensions to the gateway's report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Used {
+    /// The most memory the instance had used by the end of the run.
+    pub max_memory_bytes: Option<u64>,
+    /// CPU time the instance used during the run.
+    pub cpu_ms: Option<f64>,
+}
+
 /// Milliseconds since the Unix epoch, the one timestamp format yun stores.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
