@@ -1,10 +1,27 @@
 //! Invocation spans and their export over OTLP to an OpenTelemetry collector, when one is
 //! configured.
 //!
+//! [`Exporter`] takes finished spans without blocking, buffers a bounded number of them and
+//! sends them in batches from a background task as OTLP/HTTP protobuf (`http://` or `https://`,
+//! the latter with rustls and the Mozilla roots), retrying a collector that fails for a moment and
+//! dropping (and counting) what it cannot deliver. [`parse_headers`] reads
+//! `OTEL_EXPORTER_OTLP_HEADERS`.
+//!
 //! This crate sends finished spans; it does not decide trace ids (the gateway does, from the
-//! caller's `traceparent`), measure anything or keep spans.
+//! caller's `traceparent`), measure anything, sample, or keep spans once sent or dropped. It
+//! speaks OTLP/HTTP with protobuf only: no gRPC, no JSON.
 
 use std::time::Duration;
+
+mod export;
+mod headers;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use export::Exporter;
+pub use headers::parse_headers;
 
 /// One finished span: an invocation, as the gateway saw it.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,4 +67,12 @@ pub struct Config {
 pub enum TraceError {
     #[error("invalid OTLP endpoint {endpoint:?}: {reason}")]
     Endpoint { endpoint: String, reason: String },
+    #[error("invalid OTLP headers: {reason}")]
+    Headers { reason: String },
+    #[error("invalid trace export config: {0}")]
+    Config(&'static str),
+    #[error("the trace exporter must be started inside a tokio runtime")]
+    NoRuntime,
+    #[error("TLS setup for the OTLP exporter failed: {0}")]
+    Tls(String),
 }
