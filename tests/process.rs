@@ -405,3 +405,44 @@ async fn nothing_leaks_after_requests_crashes_timeouts_and_fork_bombs() {
         "no sandbox mount is visible on the host"
     );
 }
+
+/// What a process function's run used is measured from its sandbox (cgroup): the instance's
+/// peak memory and the CPU time of the run, in its invocation record and REPORT line; its trace
+/// reaches a run-once process as `TRACEPARENT`.
+#[tokio::test]
+async fn process_runs_are_recorded_with_memory_cpu_and_trace() {
+    let yun = Yun::start(BIN);
+    deploy(&yun, "py", "python-http", "http", "python3 app.py", &[]);
+    deploy(&yun, "sh", "shell-stdio", "stdio", "sh handler.sh", &[]);
+    let resp = client().get(format!("{}/fn/py/", yun.url())).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let py = resp.headers()["x-yun-invocation-id"].to_str().unwrap().to_string();
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let resp =
+        client().get(format!("{}/fn/sh/", yun.url())).header("traceparent", parent).send().await.unwrap();
+    let sh = resp.headers()["x-yun-invocation-id"].to_str().unwrap().to_string();
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("traceparent=00-0af7651916cd43dd8448eb211c80319c-"), "{body}");
+
+    let run = |id: &str| -> Option<Value> {
+        let v: Value = serde_json::from_str(&yun.cli_ok(&["invocation", id, "--json"])).unwrap();
+        v["runs"].as_array().and_then(|r| r.first().cloned())
+    };
+    let started = Instant::now();
+    let (py, sh) = loop {
+        if let (Some(a), Some(b)) = (run(&py), run(&sh)) {
+            break (a, b);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no records");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A Python interpreter uses megabytes; the measurement is the sandbox's, not a guess.
+    let peak = py["max_memory_bytes"].as_u64().unwrap_or(0);
+    assert!(peak > 4 << 20 && peak <= py["memory_limit_bytes"].as_u64().unwrap(), "{py}");
+    assert!(py["cpu_ms"].as_f64().is_some(), "{py}");
+    assert!(sh["max_memory_bytes"].as_u64().unwrap_or(0) > 0, "{sh}");
+    assert!(sh["cpu_ms"].as_f64().unwrap() > 0.0, "a shell that forks costs some CPU: {sh}");
+    assert_eq!(sh["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    let logs = wait_logs(&yun, "py", |l| l.contains("Max Memory Used:")).await;
+    assert!(logs.contains("CPU:"), "{logs}");
+}

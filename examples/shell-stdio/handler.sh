@@ -23,3 +23,4 @@ printf 'method=%s path=%s query=%s\n' "$REQUEST_METHOD" "$PATH_INFO" "$QUERY_STR
 printf 'content_type=%s content_length=%s\n' "$CONTENT_TYPE" "$CONTENT_LENGTH"
 printf 'user_agent=%s\n' "$HTTP_USER_AGENT"
 printf 'body=%s\n' "$body"
+printf 'traceparent=%s\n' "$TRACEPARENT"

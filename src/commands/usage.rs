@@ -67,16 +67,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let days = args.since.as_secs().div_ceil(86_400).max(1);
     let client = Client::new(global)?;
     let v = client.call(client.request(Method::GET, &format!("/v1/usage?since_days={days}"))).await?;
-    let mut rows: BTreeMap<(String, String), [f64; 5]> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, String), [f64; 6]> = BTreeMap::new();
     for r in v["usage"].as_array().into_iter().flatten() {
         let day = if args.by == "day" { r["day"].as_str().unwrap_or("-").to_string() } else { String::new() };
         let key = (r["function"].as_str().unwrap_or("-").to_string(), day);
         let e = rows.entry(key).or_default();
-        for (i, k) in ["requests", "errors", "billed_ms", "gb_seconds", "egress_bytes"].iter().enumerate() {
+        for (i, k) in
+            ["requests", "errors", "billed_ms", "gb_seconds", "egress_bytes", "cpu_ms"].iter().enumerate()
+        {
             e[i] += r[*k].as_f64().unwrap_or(0.0);
         }
     }
-    let cost = |r: &[f64; 5]| {
+    let cost = |r: &[f64; 6]| {
         r[0] / 1e6 * prices.per_million_requests
             + r[3] * prices.per_gb_second
             + r[4] / 1e9 * prices.per_gb_egress
@@ -85,20 +87,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let out: Vec<Value> = rows
             .iter()
             .map(|((f, d), r)| {
-                json!({ "function": f, "day": d, "requests": r[0], "errors": r[1], "billed_ms": r[2], "gb_seconds": r[3], "egress_bytes": r[4], "cost_usd": cost(r) })
+                json!({ "function": f, "day": d, "requests": r[0], "errors": r[1], "billed_ms": r[2], "gb_seconds": r[3], "egress_bytes": r[4], "cpu_ms": r[5], "cost_usd": cost(r) })
             })
             .collect();
         print_json(&json!({ "usage": out }));
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<10} {:>10} {:>8} {:>12} {:>14} {:>12} {:>12}",
-        "FUNCTION", "DAY", "REQUESTS", "ERRORS", "BILLED S", "GB-SECONDS", "EGRESS MB", "COST USD"
+        "{:<24} {:<10} {:>10} {:>8} {:>12} {:>14} {:>12} {:>10} {:>12}",
+        "FUNCTION", "DAY", "REQUESTS", "ERRORS", "BILLED S", "GB-SECONDS", "EGRESS MB", "CPU S", "COST USD"
     );
-    let mut total = [0.0; 5];
+    let mut total = [0.0; 6];
     for ((f, d), r) in &rows {
         println!(
-            "{:<24} {:<10} {:>10} {:>8} {:>12.3} {:>14.6} {:>12.3} {:>12.6}",
+            "{:<24} {:<10} {:>10} {:>8} {:>12.3} {:>14.6} {:>12.3} {:>10.3} {:>12.6}",
             f,
             if d.is_empty() { "-" } else { d },
             r[0],
@@ -106,9 +108,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             r[2] / 1000.0,
             r[3],
             r[4] / 1e6,
+            r[5] / 1000.0,
             cost(r)
         );
-        for i in 0..5 {
+        for i in 0..6 {
             total[i] += r[i];
         }
     }

@@ -215,6 +215,7 @@ impl ControlPlane {
                     "mib_ms": r.mib_ms,
                     "gb_seconds": r.gb_seconds(),
                     "egress_bytes": r.egress_bytes,
+                    "cpu_ms": r.cpu_us as f64 / 1000.0,
                 })
             })
             .collect();

@@ -312,6 +312,7 @@ impl Gateway {
             path: path.to_string(),
             prefix,
             remote_addr: peer,
+            traceparent: parts.headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
         };
         match process.invoke(Request::from_parts(parts, body), invocation).await {
             Ok(mut response) => {

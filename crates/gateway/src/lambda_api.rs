@@ -225,11 +225,13 @@ impl Gateway {
                     path: "/".to_string(),
                     prefix: String::new(),
                     remote_addr: peer,
+                    traceparent: None,
                 };
                 if process.config().spec.mode == yun_types::ProcessMode::Lambda {
                     return match process.invoke_event(payload, inv).await {
-                        Ok((outcome, temperature)) => {
+                        Ok((outcome, temperature, used)) => {
                             report.temperature = Some(temperature);
+                            report.memory = crate::report::Memory::Measured(used);
                             outcome
                         }
                         Err(e) if e.code == yun_types::ErrorCode::Timeout => {
@@ -242,6 +244,9 @@ impl Gateway {
                 match process.invoke(request().body(body).expect("valid request"), inv).await {
                     Ok(resp) => {
                         report.temperature = resp.extensions().get::<yun_activator::Temperature>().copied();
+                        if let Some(used) = resp.extensions().get::<yun_types::Used>() {
+                            report.memory = crate::report::Memory::Measured(*used);
+                        }
                         collect(resp).await
                     }
                     Err(e) => Err((e.code.as_str().to_string(), e.message)),

@@ -238,10 +238,13 @@ impl Drop for Report {
         self.usage.record(
             &self.function,
             now,
-            billed_ms(run) as f64,
-            self.memory_bytes,
-            self.status >= 500,
-            self.egress,
+            yun_telemetry::Metered {
+                run_ms: billed_ms(run) as f64,
+                memory_bytes: self.memory_bytes,
+                error: self.status >= 500,
+                egress_bytes: self.egress,
+                cpu_us: used.cpu_ms.map(|ms| (ms * 1000.0).round() as u64),
+            },
         );
         let line = self.line(elapsed, used);
         if let Some(records) = &self.records {

@@ -612,10 +612,37 @@ pub(crate) fn error_body(message: &str, error_type: &str) -> Bytes {
     Bytes::from(json!({ "errorMessage": message, "errorType": error_type }).to_string())
 }
 
+/// The X-Ray form (`Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=<0|1>`) of a W3C
+/// `traceparent`, as OpenTelemetry's X-Ray propagator maps the two: the same 128-bit trace id,
+/// split after its first 32 bits. `None` for anything but a valid version-00 header.
+pub fn xray_trace_id(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if version != "00" || parts.next().is_some() || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    let sampled = u8::from_str_radix(flags, 16).ok()? & 1;
+    Some(format!("Root=1-{}-{};Parent={span};Sampled={sampled}", &trace[..8], &trace[8..]))
+}
+
 fn new_trace_id() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let root = fastrand::u128(..) & ((1u128 << 96) - 1);
     format!("Root=1-{:08x}-{root:024x};Parent={:016x};Sampled=0", secs as u32, fastrand::u64(..))
+}
+
+#[cfg(test)]
+mod xray_tests {
+    #[test]
+    fn a_traceparent_becomes_the_same_trace_in_xray_form() {
+        assert_eq!(
+            super::xray_trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").as_deref(),
+            Some("Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=b7ad6b7169203331;Sampled=1")
+        );
+        assert_eq!(super::xray_trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-x"), None);
+        assert_eq!(super::xray_trace_id("garbage"), None);
+    }
 }
 
 fn render(status: StatusCode, message: &str, error_type: &str) -> Response<Full<Bytes>> {

@@ -141,6 +141,9 @@ pub struct Invocation {
     /// The prefix the function is served under (`/fn/NAME`), empty for host routing.
     pub prefix: String,
     pub remote_addr: Option<IpAddr>,
+    /// The invocation's W3C `traceparent`: a `lambda` function's runtime gets it as its
+    /// Lambda-Runtime-Trace-Id, a run-once process as `TRACEPARENT`.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -247,7 +250,7 @@ impl ProcessRevision {
         &self,
         event: Bytes,
         inv: Invocation,
-    ) -> Result<(LambdaOutcome, Temperature), InvokeError> {
+    ) -> Result<(LambdaOutcome, Temperature, yun_types::Used), InvokeError> {
         match (&self.pool, self.config.spec.mode) {
             (Pools::Resident(pool), ProcessMode::Lambda) => {
                 resident::invoke_event(pool, &self.config, event, &inv).await

@@ -166,6 +166,8 @@ pub(crate) struct Resident {
     client: Client<Connector, Body>,
     /// Freezes and thaws the instance's processes (cgroup freezer), where the host can.
     freezer: Option<yun_sandbox::FreezeFile>,
+    /// Reads the instance's peak memory and CPU time.
+    meter: yun_sandbox::Meter,
 }
 
 /// Opens connections to the app inside its sandbox (through the supervisor, which owns the
@@ -365,6 +367,7 @@ impl Resident {
 
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let freezer = instance.freezer();
+        let meter = instance.meter();
         let probe = instance.listen_probe(port);
         let first: FirstConnection = Arc::default();
         let memory_exceeded = Arc::new(AtomicBool::new(false));
@@ -389,6 +392,7 @@ impl Resident {
             to: to.clone(),
             client,
             freezer,
+            meter,
         };
         let ready = resident.wait_ready(config, port, probe, &first).await;
         to.end(invocation_id);
@@ -618,11 +622,13 @@ pub(crate) async fn invoke(
     let inv = &inv;
     let resident: &Resident = lease.instance();
     let _serving = resident.serving(&inv.id);
+    let before = resident.meter.usage();
     let mut response = match &resident.lambda {
         Some(api) => lambda_http(resident, api, config, request, inv).await,
         None => proxy(resident, config, request, inv).await,
     }?;
     response.extensions_mut().insert(lease.temperature());
+    response.extensions_mut().insert(used_since(&resident.meter, before));
     Ok(response)
 }
 
@@ -734,7 +740,9 @@ pub(crate) async fn run_event(
     let wall_deadline = std::time::SystemTime::now() + inv.deadline.saturating_duration_since(Instant::now());
     let outcome = tokio::time::timeout_at(deadline, async {
         let _turn = resident.turn.lock().await;
-        api.invoke(&inv.id, wall_deadline, event).await
+        let mut request = yun_lambda::runtime_api::InvokeRequest::new(inv.id.as_str(), wall_deadline, event);
+        request.trace_id = inv.traceparent.as_deref().and_then(yun_lambda::runtime_api::xray_trace_id);
+        api.invoke_with(request).await
     })
     .await;
     match outcome {
@@ -766,7 +774,7 @@ pub(crate) async fn invoke_event(
     config: &ProcessConfig,
     event: bytes::Bytes,
     inv: &Invocation,
-) -> Result<(LambdaOutcome, yun_pool::Temperature), InvokeError> {
+) -> Result<(LambdaOutcome, yun_pool::Temperature, yun_types::Used), InvokeError> {
     let (lease, inv) = ready_instance(pool, inv).await?;
     let inv = &inv;
     let resident: &Resident = lease.instance();
@@ -774,7 +782,23 @@ pub(crate) async fn invoke_event(
         return Err(InvokeError::new(ErrorCode::Internal, "not a lambda-mode function"));
     };
     let _serving = resident.serving(&inv.id);
-    Ok((run_event(resident, &api, config, event, inv).await?, lease.temperature()))
+    let before = resident.meter.usage();
+    let outcome = run_event(resident, &api, config, event, inv).await?;
+    Ok((outcome, lease.temperature(), used_since(&resident.meter, before)))
+}
+
+/// What the instance used since `before`: its peak so far (an instance's memory is shared by
+/// the invocations it serves, as in Lambda), and the CPU time spent meanwhile (exactly this
+/// invocation's when the instance serves one at a time).
+pub(crate) fn used_since(meter: &yun_sandbox::Meter, before: yun_sandbox::Usage) -> yun_types::Used {
+    let now = meter.usage();
+    yun_types::Used {
+        max_memory_bytes: now.max_memory_bytes,
+        cpu_ms: match (before.cpu_usec, now.cpu_usec) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / 1000.0),
+            _ => None,
+        },
+    }
 }
 
 /// Serves yun's API to one instance (its `YUN_API`) until the instance exits.

@@ -52,6 +52,9 @@ pub(crate) async fn invoke(
         server_port: 80,
     }));
     env.push(("YUN_INVOCATION_ID".to_string(), inv.id.clone()));
+    if let Some(trace) = &inv.traceparent {
+        env.push(("TRACEPARENT".to_string(), trace.clone()));
+    }
 
     let to = Attribution::new(config.log_sink.clone(), config.function.clone(), config.revision);
     to.begin(&inv.id);
@@ -144,5 +147,11 @@ pub(crate) async fn invoke(
     })?;
     let mut response = response.map(boxed);
     response.extensions_mut().insert(yun_pool::Temperature::Cold { init, waited: std::time::Duration::ZERO });
+    // The process has ended: all it used was this request's.
+    let used = instance.usage();
+    response.extensions_mut().insert(yun_types::Used {
+        max_memory_bytes: used.max_memory_bytes,
+        cpu_ms: used.cpu_usec.map(|us| us as f64 / 1000.0),
+    });
     Ok(response)
 }

@@ -22,7 +22,8 @@ const CPU_PERIOD_US: u64 = 100_000;
 pub(crate) enum Hierarchy {
     /// One mount point per controller (cpu may share one with cpuacct).
     /// `freezer` is optional: without it instances cannot be frozen, but still run.
-    V1 { memory: PathBuf, cpu: PathBuf, pids: PathBuf, freezer: Option<PathBuf> },
+    /// `cpuacct` is optional too: without it an instance's CPU time is not measured.
+    V1 { memory: PathBuf, cpu: PathBuf, pids: PathBuf, freezer: Option<PathBuf>, cpuacct: Option<PathBuf> },
     /// The unified hierarchy's root.
     V2 { root: PathBuf },
 }
@@ -62,8 +63,20 @@ pub(crate) struct Plan {
     pub remove: Vec<PathBuf>,
     /// File with an `oom_kill N` line counting the OOM kills in the instance.
     pub oom_file: PathBuf,
+    /// The most memory the instance's processes have used (bytes).
+    pub peak_file: PathBuf,
+    /// The CPU time they have used, if this host accounts for it.
+    pub cpu_file: Option<(PathBuf, CpuFormat)>,
     /// Where the instance is frozen and thawed, if this host can.
     pub freeze: Option<FreezeFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CpuFormat {
+    /// v1 `cpuacct.usage`: one number, nanoseconds.
+    Nanos,
+    /// v2 `cpu.stat`: a `usage_usec N` line.
+    StatUsec,
 }
 
 /// The freezer of one instance's cgroup: a frozen instance keeps its memory and gets no CPU.
@@ -143,6 +156,7 @@ pub(crate) fn v1_from_mounts(mounts: &str) -> Result<Hierarchy, String> {
         cpu: get("cpu")?,
         pids: get("pids")?,
         freezer: map.get("freezer").cloned(),
+        cpuacct: map.get("cpuacct").cloned(),
     })
 }
 
@@ -157,9 +171,10 @@ impl Hierarchy {
     /// The `yun` parent directories, where leftovers of a crashed yun are looked for.
     pub(crate) fn parents(&self) -> Vec<PathBuf> {
         match self {
-            Hierarchy::V1 { memory, cpu, pids, freezer } => {
+            Hierarchy::V1 { memory, cpu, pids, freezer, cpuacct } => {
                 let mut v = vec![memory.join(PARENT), cpu.join(PARENT), pids.join(PARENT)];
                 v.extend(freezer.iter().map(|f| f.join(PARENT)));
+                v.extend(cpuacct.iter().map(|f| f.join(PARENT)));
                 v.dedup();
                 v
             }
@@ -170,14 +185,18 @@ impl Hierarchy {
     pub(crate) fn plan(&self, name: &str, limits: Limits) -> Plan {
         let quota = ((limits.cpus * CPU_PERIOD_US as f64) as u64).max(1000);
         match self {
-            Hierarchy::V1 { memory, cpu, pids, freezer } => {
+            Hierarchy::V1 { memory, cpu, pids, freezer, cpuacct } => {
                 let mem = memory.join(PARENT).join(name);
                 let cpu_dir = cpu.join(PARENT).join(name);
                 let pids_dir = pids.join(PARENT).join(name);
                 let freezer_dir = freezer.as_ref().map(|f| f.join(PARENT).join(name));
+                let cpuacct_dir = cpuacct.as_ref().map(|f| f.join(PARENT).join(name));
                 let mut dirs = vec![mem.clone(), cpu_dir.clone(), pids_dir.clone()];
                 dirs.extend(freezer_dir.clone());
-                dirs.dedup();
+                dirs.extend(cpuacct_dir.clone());
+                // cpu and cpuacct usually share one hierarchy (`cpu,cpuacct`): one directory.
+                let mut seen = std::collections::BTreeSet::new();
+                dirs.retain(|d| seen.insert(d.clone()));
                 let mut steps = Vec::new();
                 for d in &dirs {
                     if let Some(p) = d.parent() {
@@ -200,6 +219,8 @@ impl Hierarchy {
                     procs: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
                     remove: dirs,
                     oom_file: mem.join("memory.oom_control"),
+                    peak_file: mem.join("memory.max_usage_in_bytes"),
+                    cpu_file: cpuacct_dir.map(|d| (d.join("cpuacct.usage"), CpuFormat::Nanos)),
                     freeze: freezer_dir.map(|d| FreezeFile {
                         path: d.join("freezer.state"),
                         frozen: "FROZEN".into(),
@@ -227,6 +248,9 @@ impl Hierarchy {
                     procs: vec![dir.join("cgroup.procs")],
                     remove: vec![dir.clone()],
                     oom_file: dir.join("memory.events"),
+                    // Since Linux 5.19; on older kernels the peak is not measured.
+                    peak_file: dir.join("memory.peak"),
+                    cpu_file: Some((dir.join("cpu.stat"), CpuFormat::StatUsec)),
                     freeze: Some(FreezeFile {
                         path: dir.join("cgroup.freeze"),
                         frozen: "1".into(),
@@ -279,6 +303,23 @@ impl Plan {
             }
         }
         all
+    }
+
+    /// The instance's peak memory (bytes) and CPU time so far (µs), each where measurable.
+    pub(crate) fn usage(&self) -> (Option<u64>, Option<u64>) {
+        let read = |p: &Path| std::fs::read_to_string(p).ok();
+        let peak = read(&self.peak_file).and_then(|s| s.trim().parse().ok());
+        let cpu = self.cpu_file.as_ref().and_then(|(path, format)| {
+            let text = read(path)?;
+            match format {
+                CpuFormat::Nanos => text.trim().parse::<u64>().ok().map(|ns| ns / 1000),
+                CpuFormat::StatUsec => text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("usage_usec "))
+                    .and_then(|v| v.trim().parse().ok()),
+            }
+        });
+        (peak, cpu)
     }
 
     /// How many processes the kernel OOM-killed in the instance so far (0 if unknown).
@@ -396,6 +437,17 @@ cgroup /sys/fs/cgroup/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
         assert!(has("/sys/fs/cgroup/cpu,cpuacct/yun/hello-r3-1-7/cpu.cfs_quota_us", "50000"));
         assert!(has("/sys/fs/cgroup/pids/yun/hello-r3-1-7/pids.max", "32"));
         assert_eq!(p.oom_file, PathBuf::from("/sys/fs/cgroup/memory/yun/hello-r3-1-7/memory.oom_control"));
+        assert_eq!(
+            p.peak_file,
+            PathBuf::from("/sys/fs/cgroup/memory/yun/hello-r3-1-7/memory.max_usage_in_bytes")
+        );
+        assert_eq!(
+            p.cpu_file,
+            Some((
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/yun/hello-r3-1-7/cpuacct.usage"),
+                CpuFormat::Nanos
+            ))
+        );
         assert_eq!(p.steps[0], mkdir(Path::new("/sys/fs/cgroup/memory/yun"), false));
     }
 
@@ -410,7 +462,38 @@ cgroup /sys/fs/cgroup/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
             write("/sys/fs/cgroup/cgroup.subtree_control".into(), "+memory +cpu +pids", true)
         );
         assert_eq!(p.oom_file, PathBuf::from("/sys/fs/cgroup/yun/a-1/memory.events"));
+        assert_eq!(p.peak_file, PathBuf::from("/sys/fs/cgroup/yun/a-1/memory.peak"));
         assert_eq!(p.freeze.unwrap().path, PathBuf::from("/sys/fs/cgroup/yun/a-1/cgroup.freeze"));
+    }
+
+    #[test]
+    fn a_separate_cpuacct_hierarchy_gets_its_own_directory() {
+        let mounts = MOUNTS.replace(
+            "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpu,cpuacct 0 0",
+            "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\ncgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0",
+        );
+        let p = v1_from_mounts(&mounts)
+            .unwrap()
+            .plan("b-1", Limits { memory_bytes: 1 << 20, cpus: 1.0, pids_max: 8 });
+        assert_eq!(p.remove.len(), 4, "memory, cpu, pids and cpuacct: {:?}", p.remove);
+        assert!(p.procs.contains(&PathBuf::from("/sys/fs/cgroup/cpuacct/yun/b-1/cgroup.procs")));
+    }
+
+    #[test]
+    fn usage_reads_v2_cpu_stat_and_v1_nanoseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Hierarchy::V2 { root: dir.path().into() }
+            .plan("u", Limits { memory_bytes: 1, cpus: 1.0, pids_max: 1 });
+        std::fs::create_dir_all(p.peak_file.parent().unwrap()).unwrap();
+        std::fs::write(&p.peak_file, "5242880\n").unwrap();
+        std::fs::write(&p.cpu_file.as_ref().unwrap().0, "usage_usec 1234\nuser_usec 1000\n").unwrap();
+        assert_eq!(p.usage(), (Some(5 << 20), Some(1234)));
+        let nanos = dir.path().join("cpuacct.usage");
+        std::fs::write(&nanos, "7000000\n").unwrap();
+        p.cpu_file = Some((nanos, CpuFormat::Nanos));
+        assert_eq!(p.usage().1, Some(7000));
+        p.peak_file = dir.path().join("missing");
+        assert_eq!(p.usage().0, None);
     }
 
     #[test]

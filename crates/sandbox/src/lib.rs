@@ -363,6 +363,7 @@ impl Sandbox {
                 slot: Some(slot),
                 oom: AtomicBool::new(false),
                 cleaned: false,
+                final_usage: None,
             })),
         })
     }
@@ -574,6 +575,55 @@ impl ListenProbe {
 }
 
 /// One function instance.
+/// What an instance has used so far, where measurable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub max_memory_bytes: Option<u64>,
+    pub cpu_usec: Option<u64>,
+}
+
+/// Where an instance's usage is read from.
+#[derive(Clone, Debug)]
+pub struct Meter(MeterKind);
+
+#[derive(Clone, Debug)]
+enum MeterKind {
+    Cgroup(Arc<cgroup::Plan>),
+    Proc(libc::pid_t),
+}
+
+impl Meter {
+    pub fn usage(&self) -> Usage {
+        match &self.0 {
+            MeterKind::Cgroup(plan) => {
+                let (max_memory_bytes, cpu_usec) = plan.usage();
+                Usage { max_memory_bytes, cpu_usec }
+            }
+            MeterKind::Proc(pid) => plain_usage(*pid),
+        }
+    }
+}
+
+/// A plain child's peak resident set (`VmHWM`) and CPU time (`utime + stime` and its waited-for
+/// children's), from `/proc`.
+fn plain_usage(pid: libc::pid_t) -> Usage {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let max_memory_bytes = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
+    let cpu_usec = stat.rsplit_once(')').and_then(|(_, rest)| {
+        let f: Vec<u64> = rest.split_whitespace().skip(11).take(4).filter_map(|v| v.parse().ok()).collect();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (f.len() == 4 && ticks > 0).then(|| f.iter().sum::<u64>() * 1_000_000 / ticks as u64)
+    });
+    Usage { max_memory_bytes, cpu_usec }
+}
+
 pub struct Instance {
     pub stdin: Option<tokio::process::ChildStdin>,
     pub stdout: Option<tokio::process::ChildStdout>,
@@ -602,6 +652,8 @@ struct Isolated {
     slot: Option<slots::Slot>,
     oom: AtomicBool,
     cleaned: bool,
+    /// Peak memory and CPU time as the cgroup had them when the instance ended.
+    final_usage: Option<(Option<u64>, Option<u64>)>,
 }
 
 impl fmt::Debug for Instance {
@@ -736,6 +788,8 @@ impl Instance {
                     if iso.plan.oom_kills() > 0 {
                         iso.oom.store(true, Ordering::Relaxed);
                     }
+                    // The cgroup goes below; what it counted is kept.
+                    iso.final_usage = Some(iso.plan.usage());
                     exit
                 }
             };
@@ -779,6 +833,26 @@ impl Instance {
                     let _ = f.thaw();
                 }
             }
+        }
+    }
+
+    /// The most memory the instance has used (bytes) and its CPU time (µs) so far, where the
+    /// host measures them: an isolated instance's cgroup counts all its processes; a plain
+    /// one's numbers are its main process's (peak resident set, user + system time).
+    pub fn usage(&self) -> Usage {
+        if let Kind::Isolated(i) = &self.kind
+            && let Some((max_memory_bytes, cpu_usec)) = i.final_usage
+        {
+            return Usage { max_memory_bytes, cpu_usec };
+        }
+        self.meter().usage()
+    }
+
+    /// Reads [`Self::usage`] for whoever serves the instance while another task owns it.
+    pub fn meter(&self) -> Meter {
+        match &self.kind {
+            Kind::Isolated(i) => Meter(MeterKind::Cgroup(Arc::new(i.plan.clone()))),
+            Kind::Plain { pgid, .. } => Meter(MeterKind::Proc(*pgid)),
         }
     }
 

@@ -12,7 +12,7 @@ mod usage;
 pub use logs::{LogEntry, LogRetention, LogSink, LogStore, LogStream};
 pub use metrics::{FunctionLabels, InstanceLabels, Metrics, Observation, QueueLabels, StoreLabels};
 pub use records::{Filter, Record, RecordError, RecordRetention, Records};
-pub use usage::{Usage, UsageRow, day_of};
+pub use usage::{Metered, Usage, UsageRow, day_of};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

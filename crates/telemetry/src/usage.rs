@@ -1,6 +1,6 @@
 //! Pay-per-use metering: per function and UTC day, the requests, errors, billed milliseconds,
-//! memory-time (MiB × billed ms, kept as an integer so sums are exact; GB-seconds are derived)
-//! and bytes sent back.
+//! memory-time (MiB × billed ms, kept as an integer so sums are exact; GB-seconds are derived),
+//! bytes sent back and, where measured, CPU time.
 //!
 //! The gateway adds one invocation at a time (a short lock on a small map); the totals are
 //! written to `usage.json` in the data directory (temporary file, fsync, rename) every couple
@@ -25,6 +25,19 @@ pub struct UsageRow {
     pub mib_ms: u64,
     /// Response bytes sent to callers.
     pub egress_bytes: u64,
+    /// CPU time, where the runtime measures it (process functions), in µs.
+    #[serde(default)]
+    pub cpu_us: u64,
+}
+
+/// What one invocation adds to its function's use.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Metered {
+    pub run_ms: f64,
+    pub memory_bytes: u64,
+    pub error: bool,
+    pub egress_bytes: u64,
+    pub cpu_us: Option<u64>,
 }
 
 impl UsageRow {
@@ -38,6 +51,7 @@ impl UsageRow {
         self.billed_ms += other.billed_ms;
         self.mib_ms += other.mib_ms;
         self.egress_bytes += other.egress_bytes;
+        self.cpu_us += other.cpu_us;
     }
 }
 
@@ -70,23 +84,16 @@ impl Usage {
         Ok(Usage { path, totals: Mutex::new((totals, false)) })
     }
 
-    /// One invocation: `run_ms` is rounded up to whole milliseconds for billing.
-    pub fn record(
-        &self,
-        function: &str,
-        now_ms: u64,
-        run_ms: f64,
-        memory_bytes: u64,
-        error: bool,
-        egress: u64,
-    ) {
-        let billed = run_ms.max(0.0).ceil() as u64;
+    /// One invocation: its run time is rounded up to whole milliseconds for billing.
+    pub fn record(&self, function: &str, now_ms: u64, m: Metered) {
+        let billed = m.run_ms.max(0.0).ceil() as u64;
         let row = UsageRow {
             requests: 1,
-            errors: u64::from(error),
+            errors: u64::from(m.error),
             billed_ms: billed,
-            mib_ms: (memory_bytes >> 20) * billed,
-            egress_bytes: egress,
+            mib_ms: (m.memory_bytes >> 20) * billed,
+            egress_bytes: m.egress_bytes,
+            cpu_us: m.cpu_us.unwrap_or(0),
         };
         let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
         // The function's entry exists after its first invocation: no key to allocate after that.
@@ -141,9 +148,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let u = Usage::open(dir.path()).unwrap();
         let day = 20_000 * 86_400_000;
-        u.record("f", day, 49.2, 128 << 20, false, 10);
-        u.record("f", day + 1, 0.3, 128 << 20, true, 5);
-        u.record("g", day + 86_400_000, 1000.0, 1 << 30, false, 0);
+        let m = |run_ms, memory_bytes, error, egress_bytes, cpu_us| Metered {
+            run_ms,
+            memory_bytes,
+            error,
+            egress_bytes,
+            cpu_us,
+        };
+        u.record("f", day, m(49.2, 128 << 20, false, 10, Some(1500)));
+        u.record("f", day + 1, m(0.3, 128 << 20, true, 5, None));
+        u.record("g", day + 86_400_000, m(1000.0, 1 << 30, false, 0, None));
         u.flush().unwrap();
         let u = Usage::open(dir.path()).unwrap();
         let rows = u.rows(0);
@@ -151,6 +165,7 @@ mod tests {
         let f = &rows[0].2;
         assert_eq!((f.requests, f.errors, f.billed_ms, f.egress_bytes), (2, 1, 51, 15));
         assert_eq!(f.mib_ms, 128 * 51);
+        assert_eq!(f.cpu_us, 1500);
         assert_eq!(rows[1].2.gb_seconds(), 1.0);
         assert_eq!(u.rows(20_001).len(), 1);
     }
