@@ -41,6 +41,16 @@ pub struct Args {
     /// recording costs (bench/), not for production: usage is then not metered.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     recording: String,
+    /// Send a span of every invocation to this OpenTelemetry collector (OTLP/HTTP protobuf,
+    /// e.g. http://127.0.0.1:4318).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Headers for the collector, `k1=v1,k2=v2` (for example an API key).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_HEADERS", default_value = "")]
+    otlp_headers: String,
+    /// The `service.name` the spans carry.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "yun")]
+    otlp_service_name: String,
     /// Wasm instances that may exist at once, across all functions.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
@@ -176,6 +186,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         None
     };
 
+    let traces = match &args.otlp_endpoint {
+        Some(endpoint) if recording => {
+            let headers = yun_traces::parse_headers(&args.otlp_headers).context("--otlp-headers")?;
+            Some(Arc::new(
+                yun_traces::Exporter::start(yun_traces::Config {
+                    endpoint: endpoint.clone(),
+                    headers,
+                    service_name: args.otlp_service_name.clone(),
+                    max_batch: 512,
+                    interval: Duration::from_secs(1),
+                    max_queue: 65_536,
+                })
+                .context("--otlp-endpoint")?,
+            ))
+        }
+        _ => None,
+    };
+
     // Everything that can be checked has been; only now take the port.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -211,17 +239,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }));
     let restored = control.restore().await.context("restoring functions from the data directory")?;
     control.spawn_rollout_controller();
-    let gateway = Arc::new(Gateway::new(
-        activator,
-        control,
-        counters,
-        GatewayLimits {
-            max_connections: args.max_connections,
-            max_inflight: args.max_instances as usize,
-            drain_timeout: args.drain_timeout,
-            ..GatewayLimits::default()
-        },
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            activator,
+            control,
+            counters,
+            GatewayLimits {
+                max_connections: args.max_connections,
+                max_inflight: args.max_instances as usize,
+                drain_timeout: args.drain_timeout,
+                ..GatewayLimits::default()
+            },
+        )
+        .with_traces(traces.clone()),
+    );
     // Stored events reach functions through the gateway, in-process.
     invoker.attach(&gateway);
 
@@ -285,6 +316,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Err(e) = usage.flush() {
         tracing::warn!("writing usage failed: {e}");
+    }
+    if let Some(traces) = &traces {
+        traces.shutdown().await;
     }
     if let Some(records) = &records
         && let Err(e) = records.flush()

@@ -109,9 +109,11 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&trace.header()) {
             req.headers_mut().insert(TRACEPARENT, v);
         }
-        let mut report = crate::report::Report::new(&self.control, &deployment, &invocation_id, 0);
+        let mut report = crate::report::Report::new(self, &deployment, &invocation_id, 0);
         report.arrived = arrived;
         report.trace_id = trace.trace_id.clone();
+        report.span_id = trace.span_id.clone();
+        report.parent_span_id = trace.parent_id.clone();
         report.via = via;
         let mut response = self
             .invoke_deployment(
@@ -360,6 +362,8 @@ pub(crate) struct TraceParent {
     pub trace_id: String,
     pub span_id: String,
     pub flags: String,
+    /// The caller's span, when this one continues the caller's trace.
+    pub parent_id: Option<String>,
 }
 
 impl TraceParent {
@@ -376,17 +380,25 @@ impl TraceParent {
         if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
             return None;
         }
-        Some(TraceParent { trace_id: trace.to_string(), span_id: span.to_string(), flags: flags.to_string() })
+        Some(TraceParent {
+            trace_id: trace.to_string(),
+            span_id: span.to_string(),
+            flags: flags.to_string(),
+            parent_id: None,
+        })
     }
 
     /// This invocation's span: in the caller's trace when it sent a valid one, else a new trace.
     pub fn child_of(header: Option<&str>) -> TraceParent {
         let span_id = format!("{:016x}", fastrand::u64(1..));
         match header.and_then(TraceParent::parse) {
-            Some(parent) => TraceParent { span_id, ..parent },
-            None => {
-                TraceParent { trace_id: format!("{:032x}", fastrand::u128(1..)), span_id, flags: "01".into() }
-            }
+            Some(parent) => TraceParent { parent_id: Some(parent.span_id), span_id, ..parent },
+            None => TraceParent {
+                trace_id: format!("{:032x}", fastrand::u128(1..)),
+                span_id,
+                flags: "01".into(),
+                parent_id: None,
+            },
         }
     }
 
@@ -496,7 +508,9 @@ mod trace_tests {
         let child = TraceParent::child_of(Some(parent));
         assert_eq!(child.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(child.span_id, "00f067aa0ba902b7");
-        assert_eq!(TraceParent::parse(&child.header()), Some(child.clone()));
+        assert_eq!(child.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+        let reparsed = TraceParent::parse(&child.header()).unwrap();
+        assert_eq!((reparsed.trace_id, reparsed.span_id), (child.trace_id.clone(), child.span_id.clone()));
         for bad in [
             "garbage",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

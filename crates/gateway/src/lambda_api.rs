@@ -159,7 +159,7 @@ impl Gateway {
     ) -> Outcome {
         Counters::incr(&self.counters.invocations);
         // Filed when this returns, so `LogType: Tail` includes it, as Lambda's does.
-        let mut report = crate::report::Report::new(&self.control, deployment, id, 500);
+        let mut report = crate::report::Report::new(self, deployment, id, 500);
         report.via = via;
         report.bytes_in = payload.len() as u64;
         let outcome = self.run_payload_reported(deployment, payload, id, peer, &mut report).await;

@@ -61,6 +61,8 @@ pub struct Gateway {
     counters: Arc<Counters>,
     inflight: Arc<Semaphore>,
     limits: GatewayLimits,
+    /// Where invocation spans go, when an OTLP endpoint is configured.
+    traces: Option<Arc<yun_traces::Exporter>>,
 }
 
 impl Gateway {
@@ -71,7 +73,13 @@ impl Gateway {
         limits: GatewayLimits,
     ) -> Self {
         let inflight = Arc::new(Semaphore::new(limits.max_inflight));
-        Self { activator, control, counters, inflight, limits }
+        Self { activator, control, counters, inflight, limits, traces: None }
+    }
+
+    /// Sends a span of every invocation to `exporter`.
+    pub fn with_traces(mut self, exporter: Option<Arc<yun_traces::Exporter>>) -> Self {
+        self.traces = exporter;
+        self
     }
 
     async fn serve(

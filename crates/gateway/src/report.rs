@@ -66,6 +66,10 @@ pub(crate) struct Report {
     pub egress: u64,
     /// The W3C trace the invocation belongs to (empty: none).
     pub trace_id: String,
+    /// The invocation's own span in it, and the caller's.
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    traces: Option<Arc<yun_traces::Exporter>>,
     /// Whose outcome counters this invocation's result goes into (the rollout controller
     /// judges a new revision by them).
     deployment: Arc<yun_activator::Deployment>,
@@ -81,12 +85,16 @@ impl Report {
     /// The report of one invocation of `deployment`'s revision, arrived now; `status` is what it
     /// says until the outcome is known.
     pub fn new(
-        control: &yun_control_plane::ControlPlane,
+        gateway: &crate::Gateway,
         deployment: &Arc<yun_activator::Deployment>,
         invocation_id: &str,
         status: u16,
     ) -> Self {
+        let control = &gateway.control;
         Report {
+            span_id: String::new(),
+            parent_span_id: None,
+            traces: gateway.traces.clone(),
             recording: control.recording(),
             sink: control.log_sink(),
             records: control.records().cloned(),
@@ -204,6 +212,59 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The invocation as an OpenTelemetry span, named after the OpenTelemetry FaaS conventions
+    /// (`faas.*` attributes, kind SERVER); `None` when it has no trace (a refused request).
+    fn span(&self, now_ms: u64, total: Duration, used: yun_types::Used) -> Option<yun_traces::Span> {
+        let trace_id = hex_array::<16>(&self.trace_id)?;
+        let span_id = hex_array::<8>(&self.span_id)?;
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(now_ms * 1_000_000, |d| d.as_nanos() as u64);
+        use yun_traces::Value::{Bool, Int, Str};
+        let faas_trigger = match self.via.trigger {
+            "http" => "http",
+            "cron" => "timer",
+            "async" | "queue" | "topic" => "pubsub",
+            _ => "other",
+        };
+        let mut attributes = vec![
+            ("faas.invocation_id", Str(self.invocation_id.clone())),
+            ("faas.name", Str(self.function.clone())),
+            ("faas.version", Str(self.revision.to_string())),
+            ("faas.trigger", Str(faas_trigger.into())),
+            ("faas.coldstart", Bool(matches!(self.temperature, Some(Temperature::Cold { .. })))),
+            ("faas.max_memory", Int(self.memory_bytes as i64)),
+            ("http.response.status_code", Int(i64::from(self.status))),
+            ("yun.trigger", Str(self.via.trigger.into())),
+            ("yun.attempt", Int(i64::from(self.via.attempt))),
+            ("yun.billed_ms", Int(billed_ms(self.run(total)) as i64)),
+        ];
+        if let Some(max) = used.max_memory_bytes {
+            attributes.push(("yun.max_memory_used", Int(max as i64)));
+        }
+        let error =
+            self.error.clone().or_else(|| (self.status >= 500).then(|| format!("status {}", self.status)));
+        Some(yun_traces::Span {
+            trace_id,
+            span_id,
+            parent_span_id: self.parent_span_id.as_deref().and_then(hex_array::<8>),
+            name: self.function.clone(),
+            start_unix_nanos: end.saturating_sub(total.as_nanos() as u64),
+            end_unix_nanos: end,
+            error,
+            attributes,
+        })
+    }
+}
+
+/// `N` bytes from `2N` lowercase hex digits.
+fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
 impl Drop for Report {
     fn drop(&mut self) {
         // A 5xx is the function's failure or the platform's on its behalf (trap, timeout,
@@ -249,6 +310,11 @@ impl Drop for Report {
         let line = self.line(elapsed, used);
         if let Some(records) = &self.records {
             records.record(self.record(now, elapsed, used));
+        }
+        if let Some(traces) = &self.traces
+            && let Some(span) = self.span(now, elapsed, used)
+        {
+            traces.export(span);
         }
         self.sink.emit(LogEntry {
             ts_ms: now,
