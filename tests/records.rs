@@ -103,7 +103,7 @@ async fn every_trigger_leaves_a_record_with_what_the_run_cost() {
     }
     assert_eq!(http["memory_limit_bytes"], 64u64 << 20);
     let peak = http["max_memory_bytes"].as_u64().unwrap();
-    assert!(peak >= 8 << 20 && peak <= 64 << 20, "8 MiB allocated, peak {peak}");
+    assert!((8 << 20..=64 << 20).contains(&peak), "8 MiB allocated, peak {peak}");
     assert_eq!(http["bytes_in"], 10);
     assert_eq!(http["bytes_out"], http_out);
     assert_eq!(http["trace_id"], "0af7651916cd43dd8448eb211c80319c");

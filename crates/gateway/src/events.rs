@@ -14,7 +14,7 @@ use yun_triggers::{Delivery, Invoker, Outcome};
 use yun_types::ErrorCode;
 
 use crate::Gateway;
-use crate::invoke::{INVOCATION_ID, InBody};
+use crate::invoke::{INVOCATION_ID, InBody, Origin};
 use crate::report::Via;
 
 pub const INVOCATION_TYPE: &str = "x-yun-invocation-type";
@@ -142,7 +142,8 @@ impl Gateway {
         let router = self.control.router().get();
         match router.route(host.as_deref(), &path) {
             yun_router::Target::Function { name, tag, path, .. } => {
-                self.invoke(req, name, tag, path, None, false, Via::FUNCTION).await
+                self.invoke(req, name, tag, path, Origin { peer: None, trusted: false, via: Via::FUNCTION })
+                    .await
             }
             yun_router::Target::Platform => self.control.handle(req.map(crate::to_body)).await,
         }

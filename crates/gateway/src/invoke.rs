@@ -21,9 +21,11 @@ use yun_runtime_process::{Invocation, ProcessRevision};
 /// Where a request came from: a client (its address, if known), or the platform itself, which
 /// authorized it when it accepted it.
 #[derive(Clone, Copy)]
-struct Origin {
-    peer: Option<IpAddr>,
-    trusted: bool,
+pub(crate) struct Origin {
+    pub peer: Option<IpAddr>,
+    pub trusted: bool,
+    /// What triggered the invocation, for its record.
+    pub via: Via,
 }
 
 /// What the process path needs from the common prelude of an invocation.
@@ -66,7 +68,7 @@ impl Gateway {
         via: Via,
     ) -> Response<Body> {
         let path = req.uri().path().to_owned();
-        self.invoke(req, function, tag, &path, None, true, via).await
+        self.invoke(req, function, tag, &path, Origin { peer: None, trusted: true, via }).await
     }
 
     pub(crate) async fn invoke<B: InBody>(
@@ -75,10 +77,9 @@ impl Gateway {
         name: &str,
         tag: Option<&str>,
         path: &str,
-        peer: Option<IpAddr>,
-        trusted: bool,
-        via: Via,
+        origin: Origin,
     ) -> Response<Body> {
+        let Origin { trusted, via, .. } = origin;
         let arrived = std::time::Instant::now();
         // A stored event keeps its id through every attempt; a client cannot choose one.
         let invocation_id = match req.headers().get(INVOCATION_ID).and_then(|v| v.to_str().ok()) {
@@ -115,17 +116,7 @@ impl Gateway {
         report.span_id = trace.span_id.clone();
         report.parent_span_id = trace.parent_id.clone();
         report.via = via;
-        let mut response = self
-            .invoke_deployment(
-                req,
-                &deployment,
-                name,
-                path,
-                Origin { peer, trusted },
-                invocation_id,
-                &mut report,
-            )
-            .await;
+        let mut response = self.invoke_deployment(req, &deployment, name, path, origin, &mut report).await;
         if let Ok(v) = HeaderValue::from_str(&trace.trace_id) {
             response.headers_mut().insert(TRACE_ID, v);
         }
@@ -139,10 +130,10 @@ impl Gateway {
         name: &str,
         path: &str,
         origin: Origin,
-        invocation_id: String,
         report: &mut Report,
     ) -> Response<Body> {
-        let Origin { peer, trusted } = origin;
+        let Origin { peer, trusted, .. } = origin;
+        let invocation_id = report.invocation_id.clone();
         let revision = deployment.revision.number;
         let spec = &deployment.revision.spec;
         if spec.private && !trusted && !self.may_call_private(req.headers()) {

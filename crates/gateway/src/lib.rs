@@ -97,7 +97,14 @@ impl Gateway {
         let router = self.control.router().get();
         match router.route(host.as_deref(), &path) {
             Target::Function { name, tag, path, .. } => {
-                self.invoke(req, name, tag, path, peer, false, crate::report::Via::HTTP).await
+                self.invoke(
+                    req,
+                    name,
+                    tag,
+                    path,
+                    invoke::Origin { peer, trusted: false, via: report::Via::HTTP },
+                )
+                .await
             }
             Target::Platform if path == "/healthz" => body::json(200, &serde_ok()),
             Target::Platform if path == "/metrics" => self.control.serve_metrics(req.headers()),

@@ -632,19 +632,6 @@ fn new_trace_id() -> String {
     format!("Root=1-{:08x}-{root:024x};Parent={:016x};Sampled=0", secs as u32, fastrand::u64(..))
 }
 
-#[cfg(test)]
-mod xray_tests {
-    #[test]
-    fn a_traceparent_becomes_the_same_trace_in_xray_form() {
-        assert_eq!(
-            super::xray_trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").as_deref(),
-            Some("Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=b7ad6b7169203331;Sampled=1")
-        );
-        assert_eq!(super::xray_trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-x"), None);
-        assert_eq!(super::xray_trace_id("garbage"), None);
-    }
-}
-
 fn render(status: StatusCode, message: &str, error_type: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(error_body(message, error_type)));
     *response.status_mut() = status;
@@ -688,4 +675,17 @@ fn container_error() -> Response<Full<Bytes>> {
 
 fn not_found(path: &str) -> Response<Full<Bytes>> {
     render(StatusCode::NOT_FOUND, &format!("No Runtime API route for {path}"), "NotFound")
+}
+
+#[cfg(test)]
+mod xray_tests {
+    #[test]
+    fn a_traceparent_becomes_the_same_trace_in_xray_form() {
+        assert_eq!(
+            super::xray_trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").as_deref(),
+            Some("Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=b7ad6b7169203331;Sampled=1")
+        );
+        assert_eq!(super::xray_trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-x"), None);
+        assert_eq!(super::xray_trace_id("garbage"), None);
+    }
 }

@@ -424,6 +424,7 @@ mod tests {
             allowed: rules.iter().map(|s| s.to_string()).collect(),
             local: None,
             function: "f".into(),
+            shared: Arc::new(InstanceShared::new(Arc::new(Collect(Mutex::new(vec![]))), "f".into(), 1)),
         }
     }
 
