@@ -40,7 +40,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   log "building yun (release) and the Rust hello guest"
   nice -n 19 cargo build --release --locked --bin yun 2>&1 | tail -n 2 >&2
   rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
-  (cd examples && nice -n 19 cargo build --release --locked --target wasm32-wasip2 -p hello-rust 2>&1 | tail -n 2 >&2)
+  (cd examples && nice -n 19 cargo build --release --locked --target wasm32-wasip2 -p hello-rust -p echo 2>&1 | tail -n 2 >&2)
 fi
 [[ -x "$YUN" ]] || die "no yun binary at $YUN"
 [[ -f "$WASM" ]] || die "no guest at $WASM"
@@ -118,9 +118,14 @@ for mode in $MODES; do
   done
 done
 
-# Every invocation was recorded where recording was on, and nothing where it was off.
-curl -s -H "authorization: Bearer $(cat "$WORK/yun-on/admin.token" 2>/dev/null || true)" \
-  "${URL[on-reuse]%/fn/*}/v1/functions/hello-reuse/invocations?limit=1" >"$OUT/on-invocations.json" || true
+# Live logs: how long a printed line takes to reach a `yun logs -f` follower (goal: within 1 s).
+ECHO_WASM="${WASM%/*}/echo.wasm"
+if [[ -f "$ECHO_WASM" ]]; then
+  on_url="${URL[on-${MODES%% *}]%/fn/*}"
+  YUN_URL="$on_url" YUN_DATA_DIR="$WORK/yun-on" "$YUN" deploy printer "$ECHO_WASM" >>"$OUT/deploys.log" 2>&1
+  token="$(cat "$WORK/yun-on/admin-token")"
+  python3 "$BENCH/loglatency.py" "$on_url" "$token" printer 100 | tee "$OUT/loglatency.json" >&2
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 
 python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
@@ -150,5 +155,11 @@ for m in modes:
 print()
 print("Cost of recording = 1 - on/off; goal ≤ 5%. Rounds per cell:",
       ", ".join(f"{m}/{s}: {len(v)}" for (m, s), v in sorted(rps.items())))
+import os
+if os.path.exists(f"{out}/loglatency.json"):
+    l = json.loads(open(f"{out}/loglatency.json").read())
+    print()
+    print(f"Live logs: a printed line reached an SSE follower (`yun logs -f`) in p50 {l['p50_ms']} ms, "
+          f"p99 {l['p99_ms']} ms, max {l['max_ms']} ms over {l['n']} lines (goal: within 1 s).")
 PY
 log "done in $((SECONDS - START_TIME)) s; raw results in ${OUT#"$ROOT/"}"

@@ -267,7 +267,9 @@ impl ControlPlane {
                 }
             }
         }
-        for (store, file) in [("metadata", "meta.redb"), ("events", "events.redb")] {
+        for (store, file) in
+            [("metadata", "meta.redb"), ("events", "events.redb"), ("records", "records.redb")]
+        {
             let size = std::fs::metadata(self.data_dir.join(file)).map_or(0, |m| m.len());
             m.store_bytes
                 .get_or_create(&yun_telemetry::StoreLabels { store: store.to_string() })
