@@ -19,13 +19,16 @@ pub struct Args {
 }
 
 #[derive(clap::Subcommand, Debug)]
+// Parsed once per run of the CLI: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum TriggerCommand {
-    /// Add a trigger: `--queue Q` (consume it) or `--cron "*/5 * * * *"` (run on a schedule).
+    /// Add a trigger: `--queue Q` (consume it), `--cron "*/5 * * * *"` (run on a schedule) or
+    /// `--bucket B` (run on changes to its objects).
     Add {
         function: String,
         /// The trigger's name within the function.
         id: String,
-        #[arg(long, conflicts_with = "cron")]
+        #[arg(long, conflicts_with_all = ["cron", "bucket"])]
         queue: Option<String>,
         /// Messages per invocation (1 to 10).
         #[arg(long, requires = "queue")]
@@ -45,6 +48,19 @@ enum TriggerCommand {
         /// A tick missed while yun was down: run-once (the latest, once) or skip.
         #[arg(long, requires = "cron", value_parser = ["run-once", "skip"])]
         missed: Option<String>,
+        /// Changes to this bucket's objects (S3 bucket notifications).
+        #[arg(long, conflicts_with = "cron")]
+        bucket: Option<String>,
+        /// Which changes: created, removed, or S3 names like ObjectCreated:Put (repeatable;
+        /// default both created and removed).
+        #[arg(long = "event", requires = "bucket")]
+        events: Vec<String>,
+        /// Only keys starting with this.
+        #[arg(long, requires = "bucket")]
+        prefix: Option<String>,
+        /// Only keys ending with this.
+        #[arg(long, requires = "bucket")]
+        suffix: Option<String>,
     },
     /// Remove a trigger.
     Rm { function: String, id: String },
@@ -65,11 +81,30 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             cron,
             timezone,
             missed,
+            bucket,
+            events,
+            prefix,
+            suffix,
         } => {
-            let mut t = match (queue, cron) {
-                (Some(q), None) => json!({ "kind": "queue", "id": id, "queue": q }),
-                (None, Some(c)) => json!({ "kind": "cron", "id": id, "expression": c }),
-                _ => bail!("give --queue QUEUE or --cron EXPRESSION"),
+            let mut t = match (queue, cron, bucket) {
+                (Some(q), None, None) => json!({ "kind": "queue", "id": id, "queue": q }),
+                (None, Some(c), None) => json!({ "kind": "cron", "id": id, "expression": c }),
+                (None, None, Some(b)) => {
+                    let mut t = json!({ "kind": "storage", "id": id, "bucket": b });
+                    if !events.is_empty() {
+                        let names: Result<Vec<String>, String> =
+                            events.iter().map(|e| yun_types::storage_event_name(e)).collect();
+                        t["events"] = json!(names.map_err(anyhow::Error::msg)?);
+                    }
+                    if let Some(p) = prefix {
+                        t["prefix"] = json!(p);
+                    }
+                    if let Some(s) = suffix {
+                        t["suffix"] = json!(s);
+                    }
+                    t
+                }
+                _ => bail!("give --queue QUEUE, --cron EXPRESSION or --bucket BUCKET"),
             };
             if let Some(b) = batch_size {
                 t["batch_size"] = json!(b);
@@ -127,6 +162,17 @@ pub fn print_triggers(v: &Value) {
                 t["batch_size"],
                 t["window_ms"],
                 t["concurrency"]
+            ),
+            Some("storage") => println!(
+                "trigger:   {} on bucket {} ({}){}{}",
+                t["id"].as_str().unwrap_or("-"),
+                t["bucket"].as_str().unwrap_or("-"),
+                t["events"]
+                    .as_array()
+                    .map(|e| e.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                t["prefix"].as_str().map(|p| format!(", keys starting {p:?}")).unwrap_or_default(),
+                t["suffix"].as_str().map(|s| format!(", keys ending {s:?}")).unwrap_or_default()
             ),
             _ => println!(
                 "trigger:   {} on schedule \"{}\" ({}, missed ticks: {})",

@@ -675,7 +675,7 @@ impl ControlPlane {
                     })
                     .and_then(|o| match o {
                         Trigger::Cron { created_ms, .. } => Some(*created_ms),
-                        Trigger::Queue { .. } => None,
+                        Trigger::Queue { .. } | Trigger::Storage { .. } => None,
                     });
                 if let Trigger::Cron { created_ms, .. } = t {
                     *created_ms = kept.unwrap_or(now);

@@ -417,8 +417,50 @@ impl Cx<'_> {
         let sub = |k: &str| format!("{prefix}.{k}");
         let r = t.get_ref();
         let id = r.id.get_ref().clone();
-        let trigger = match (&r.queue, &r.cron) {
-            (Some(queue), None) => {
+        let storage_keys = [
+            ("bucket", r.bucket.is_some()),
+            ("events", r.events.is_some()),
+            ("prefix", r.prefix.is_some()),
+            ("suffix", r.suffix.is_some()),
+        ];
+        let trigger = match (&r.queue, &r.cron, &r.bucket) {
+            (None, None, Some(bucket)) => {
+                for (key, set) in [
+                    ("batch_size", r.batch_size.is_some()),
+                    ("window", r.window.is_some()),
+                    ("concurrency", r.concurrency.is_some()),
+                    ("timezone", r.timezone.is_some()),
+                    ("missed", r.missed.is_some()),
+                ] {
+                    if set {
+                        return Err(self.err(
+                            t.span(),
+                            sub(key),
+                            format!("{key} does not apply to a storage trigger"),
+                        ));
+                    }
+                }
+                let events = match &r.events {
+                    None => vec!["s3:ObjectCreated:*".to_string(), "s3:ObjectRemoved:*".to_string()],
+                    Some(list) => list
+                        .get_ref()
+                        .iter()
+                        .map(|e| yun_types::storage_event_name(e))
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|m| self.err(list.span(), sub("events"), m))?,
+                };
+                yun_types::Trigger::Storage {
+                    id,
+                    bucket: bucket.get_ref().clone(),
+                    events,
+                    prefix: r.prefix.as_ref().map(|p| p.get_ref().clone()),
+                    suffix: r.suffix.as_ref().map(|s| s.get_ref().clone()),
+                }
+            }
+            (Some(queue), None, None) => {
+                if let Some((key, _)) = storage_keys.iter().find(|(_, set)| *set) {
+                    return Err(self.err(t.span(), sub(key), format!("{key} applies to a storage trigger")));
+                }
                 for (key, set) in [("timezone", r.timezone.is_some()), ("missed", r.missed.is_some())] {
                     if set {
                         return Err(self.err(
@@ -438,7 +480,10 @@ impl Cx<'_> {
                         .unwrap_or(2),
                 }
             }
-            (None, Some(cron)) => {
+            (None, Some(cron), None) => {
+                if let Some((key, _)) = storage_keys.iter().find(|(_, set)| *set) {
+                    return Err(self.err(t.span(), sub(key), format!("{key} applies to a storage trigger")));
+                }
                 for (key, set) in [
                     ("batch_size", r.batch_size.is_some()),
                     ("window", r.window.is_some()),
@@ -464,7 +509,7 @@ impl Cx<'_> {
                 return Err(self.err(
                     t.span(),
                     prefix,
-                    "a trigger has either `queue = \"NAME\"` or `cron = \"EXPRESSION\"`",
+                    "a trigger has one of `queue = \"NAME\"`, `cron = \"EXPRESSION\"` or `bucket = \"NAME\"`",
                 ));
             }
         };

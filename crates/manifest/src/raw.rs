@@ -65,6 +65,10 @@ pub(crate) struct RawTrigger {
     pub cron: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
     pub missed: Option<Spanned<String>>,
+    pub bucket: Option<Spanned<String>>,
+    pub events: Option<Spanned<Vec<String>>>,
+    pub prefix: Option<Spanned<String>>,
+    pub suffix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

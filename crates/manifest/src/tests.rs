@@ -875,3 +875,38 @@ fn bad_event_settings_name_their_place() {
         bad("[functions.w]\nsource = \"w.wasm\"\n[functions.w.async]\non_success = \"nowhere\"\n");
     assert_eq!((line, field.as_str()), (4, "functions.w.async.on_success"));
 }
+
+#[test]
+fn storage_triggers_name_a_bucket_and_their_events() {
+    let m = ok(r#"
+[functions.thumbs]
+source = "t.wasm"
+
+[[functions.thumbs.triggers]]
+id = "uploads"
+bucket = "photos"
+events = ["created"]
+prefix = "in/"
+suffix = ".jpg"
+"#);
+    let t = &m.functions[&name("thumbs")].triggers[0];
+    assert_eq!(
+        t,
+        &yun_types::Trigger::Storage {
+            id: "uploads".into(),
+            bucket: "photos".into(),
+            events: vec!["s3:ObjectCreated:*".into()],
+            prefix: Some("in/".into()),
+            suffix: Some(".jpg".into()),
+        }
+    );
+    let (line, _, field, message) = bad(
+        "[functions.w]\nsource = \"w.wasm\"\n\n[[functions.w.triggers]]\nid = \"t\"\nbucket = \"b\"\nevents = [\"ObjectChanged\"]\n",
+    );
+    assert_eq!((line, field.as_str()), (7, "functions.w.triggers[0].events"));
+    assert!(message.contains("unknown storage event"), "{message}");
+    let (_, _, field, _) = bad(
+        "[functions.w]\nsource = \"w.wasm\"\n\n[[functions.w.triggers]]\nid = \"t\"\nqueue = \"q\"\nprefix = \"x\"\n",
+    );
+    assert_eq!(field, "functions.w.triggers[0].prefix");
+}

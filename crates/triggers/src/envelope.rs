@@ -43,6 +43,7 @@ pub const TYPE_CRON: &str = "dev.yun.cron.tick";
 pub const TYPE_QUEUE_BATCH: &str = "dev.yun.queue.batch";
 pub const TYPE_TOPIC: &str = "dev.yun.topic.message";
 pub const TYPE_DESTINATION: &str = "dev.yun.invocation.result";
+pub const TYPE_STORAGE: &str = "dev.yun.storage.object";
 
 /// RFC 3339 in UTC with milliseconds, as CloudEvents' `time` wants.
 pub fn rfc3339(ms: u64) -> String {

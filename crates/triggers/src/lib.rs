@@ -9,6 +9,9 @@
 //! an [`Invoker`], which the platform implements with its gateway, in-process.
 
 pub mod envelope;
+mod storage;
+
+pub use storage::{ObjectChange, s3_event};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -70,6 +73,8 @@ pub trait Invoker: Send + Sync + 'static {
 
 /// Attributes that say how a stored event is delivered.
 pub const ATTR_TAG: &str = "yun.tag";
+/// The CloudEvent's subject (a storage event's object key).
+pub const ATTR_SUBJECT: &str = "yun.subject";
 pub const ATTR_LAMBDA: &str = "yun.lambda";
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +187,7 @@ impl Triggers {
                 Trigger::Cron { .. } => {
                     schedule_of(trigger)?;
                 }
+                Trigger::Storage { .. } => {}
             }
         }
         for d in [&settings.asynchronous.on_success, &settings.asynchronous.on_failure].into_iter().flatten()
@@ -301,9 +307,23 @@ impl Triggers {
                     schedule: schedule_of(trigger)?,
                     created_ms: *created_ms,
                 }),
+                // Matched when a change arrives (`object_changed`): nothing runs meanwhile.
+                Trigger::Storage { .. } => {}
             }
         }
         Ok((consumers, crons))
+    }
+
+    fn is_ensured(&self, function: &str) -> bool {
+        self.ensured.lock().unwrap_or_else(|p| p.into_inner()).contains(function)
+    }
+
+    /// Whether some function has a storage trigger (so the store's changes need relaying).
+    pub fn has_storage_triggers(&self) -> bool {
+        let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        functions.values().any(|state| {
+            state.settings.read().unwrap_or_else(|p| p.into_inner()).triggers.iter().any(storage::is_storage)
+        })
     }
 
     /// Stores an asynchronous invocation durably and returns its id: the caller may answer 202
@@ -401,7 +421,7 @@ impl Triggers {
                 .cloned()
                 .unwrap_or_else(|| envelope::TYPE_INVOCATION.to_string()),
             time: envelope::rfc3339(m.sent_ms),
-            subject: None,
+            subject: m.attributes.get(ATTR_SUBJECT).cloned(),
         }
         .apply(&mut request);
         if let Ok(v) = http::HeaderValue::from_str(&attempt.to_string()) {
@@ -419,6 +439,7 @@ impl Triggers {
             trigger: match m.attributes.get(ATTR_TYPE).map(String::as_str) {
                 Some(envelope::TYPE_CRON) => "cron",
                 Some(envelope::TYPE_TOPIC) => "topic",
+                Some(envelope::TYPE_STORAGE) => "storage",
                 _ => "async",
             },
             attempt,

@@ -571,6 +571,68 @@ pub enum Trigger {
         #[serde(default)]
         created_ms: u64,
     },
+    /// Changes to a bucket's objects (S3 bucket notifications).
+    Storage {
+        id: String,
+        bucket: String,
+        /// S3 event names, as in a bucket notification: `s3:ObjectCreated:*`,
+        /// `s3:ObjectRemoved:*`, or one kind (`s3:ObjectCreated:Put`).
+        #[serde(default = "default_storage_events")]
+        events: Vec<String>,
+        /// Only keys starting with this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+        /// Only keys ending with this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suffix: Option<String>,
+    },
+}
+
+fn default_storage_events() -> Vec<String> {
+    vec!["s3:ObjectCreated:*".into(), "s3:ObjectRemoved:*".into()]
+}
+
+/// The S3 event kinds a storage trigger can name (with `*` for all of a family).
+pub const STORAGE_EVENTS: [&str; 6] = [
+    "s3:ObjectCreated:*",
+    "s3:ObjectCreated:Put",
+    "s3:ObjectCreated:Copy",
+    "s3:ObjectCreated:CompleteMultipartUpload",
+    "s3:ObjectRemoved:*",
+    "s3:ObjectRemoved:Delete",
+];
+
+/// `created`, `removed`, `ObjectCreated:Put`, `s3:ObjectRemoved:*` ... as an S3 event name.
+pub fn storage_event_name(s: &str) -> Result<String, String> {
+    let name = match s.trim() {
+        "created" => "s3:ObjectCreated:*".to_string(),
+        "removed" => "s3:ObjectRemoved:*".to_string(),
+        other if other.starts_with("s3:") => other.to_string(),
+        other => format!("s3:{other}"),
+    };
+    if STORAGE_EVENTS.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "unknown storage event {s:?}; expected created, removed or one of {}",
+            STORAGE_EVENTS.join(", ")
+        ))
+    }
+}
+
+impl Trigger {
+    /// Whether a storage trigger wants this change (`event` is S3's name without `s3:`, like
+    /// `ObjectCreated:Put`).
+    pub fn wants_object(&self, bucket_name: &str, event: &str, key: &str) -> bool {
+        let Trigger::Storage { bucket, events, prefix, suffix, .. } = self else { return false };
+        bucket == bucket_name
+            && events.iter().any(|e| {
+                let e = e.trim_start_matches("s3:");
+                e == event || e.strip_suffix('*').is_some_and(|family| event.starts_with(family))
+            })
+            && prefix.as_deref().is_none_or(|p| key.starts_with(p))
+            && suffix.as_deref().is_none_or(|s| key.ends_with(s))
+    }
 }
 
 fn default_batch() -> u32 {
@@ -586,7 +648,7 @@ fn default_missed() -> String {
 impl Trigger {
     pub fn id(&self) -> &str {
         match self {
-            Trigger::Queue { id, .. } | Trigger::Cron { id, .. } => id,
+            Trigger::Queue { id, .. } | Trigger::Cron { id, .. } | Trigger::Storage { id, .. } => id,
         }
     }
 
@@ -608,6 +670,22 @@ impl Trigger {
             Trigger::Cron { missed, .. } => {
                 if missed != "run-once" && missed != "skip" {
                     return Err(format!("missed must be run-once or skip, got {missed:?}"));
+                }
+            }
+            Trigger::Storage { bucket, events, .. } => {
+                if bucket.is_empty() {
+                    return Err("a storage trigger needs a bucket".into());
+                }
+                if events.is_empty() {
+                    return Err("a storage trigger needs at least one event".into());
+                }
+                for e in events {
+                    if !STORAGE_EVENTS.contains(&e.as_str()) {
+                        return Err(format!(
+                            "unknown storage event {e:?}; expected one of {}",
+                            STORAGE_EVENTS.join(", ")
+                        ));
+                    }
                 }
             }
         }
@@ -964,6 +1042,37 @@ pub fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn storage_triggers_match_bucket_event_family_prefix_and_suffix() {
+        let t = Trigger::Storage {
+            id: "thumbs".into(),
+            bucket: "photos".into(),
+            events: vec![storage_event_name("created").unwrap()],
+            prefix: Some("in/".into()),
+            suffix: Some(".jpg".into()),
+        };
+        assert!(t.validate().is_ok());
+        assert!(t.wants_object("photos", "ObjectCreated:Put", "in/a.jpg"));
+        assert!(t.wants_object("photos", "ObjectCreated:CompleteMultipartUpload", "in/b.jpg"));
+        assert!(!t.wants_object("photos", "ObjectRemoved:Delete", "in/a.jpg"));
+        assert!(!t.wants_object("other", "ObjectCreated:Put", "in/a.jpg"));
+        assert!(!t.wants_object("photos", "ObjectCreated:Put", "out/a.jpg"));
+        assert!(!t.wants_object("photos", "ObjectCreated:Put", "in/a.png"));
+        let exact = Trigger::Storage {
+            id: "d".into(),
+            bucket: "photos".into(),
+            events: vec![storage_event_name("ObjectRemoved:Delete").unwrap()],
+            prefix: None,
+            suffix: None,
+        };
+        assert!(exact.wants_object("photos", "ObjectRemoved:Delete", "x"));
+        assert!(!exact.wants_object("photos", "ObjectCreated:Put", "x"));
+        assert!(storage_event_name("ObjectCreated:Nope").unwrap_err().contains("unknown storage event"));
+        let json: Trigger = serde_json::from_str(r#"{"kind":"storage","id":"a","bucket":"b"}"#).unwrap();
+        assert!(json.wants_object("b", "ObjectRemoved:Delete", "k"), "both families by default");
+    }
+
     use super::*;
 
     #[test]
