@@ -24,13 +24,14 @@ pub struct Args {
     /// Rows per function (summed over the days) or per function and day.
     #[arg(long, default_value = "function", value_parser = ["function", "day"])]
     by: String,
-    /// A JSON price table: {"per_million_requests": 0.2, "per_gb_second": 0.0000166667, "per_gb_egress": 0.09}.
+    /// A JSON price table: {"per_million_requests": 0.2, "per_gb_second": 0.0000166667,
+    /// "per_gb_egress": 0.09, "per_gb_month_stored": 0.023}.
     #[arg(long)]
     prices: Option<PathBuf>,
 }
 
-/// Prices in USD. The defaults are AWS Lambda's (x86, us-east-1, first tier) and AWS's
-/// internet egress, as published; yun costs nothing, this is what the same use would cost there.
+/// Prices in USD. The defaults are AWS Lambda's (x86, us-east-1, first tier), AWS's internet
+/// egress and S3 Standard storage, as published; yun costs nothing, this is what the same use would cost there.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Prices {
@@ -40,6 +41,9 @@ struct Prices {
     per_gb_second: f64,
     #[serde(default = "per_gb_egress")]
     per_gb_egress: f64,
+    /// S3 Standard storage.
+    #[serde(default = "per_gb_month_stored")]
+    per_gb_month_stored: f64,
 }
 
 fn per_million() -> f64 {
@@ -50,6 +54,9 @@ fn per_gb_second() -> f64 {
 }
 fn per_gb_egress() -> f64 {
     0.09
+}
+fn per_gb_month_stored() -> f64 {
+    0.023
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -62,6 +69,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             per_million_requests: per_million(),
             per_gb_second: per_gb_second(),
             per_gb_egress: per_gb_egress(),
+            per_gb_month_stored: per_gb_month_stored(),
         },
     };
     let days = args.since.as_secs().div_ceil(86_400).max(1);
@@ -83,14 +91,27 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             + r[3] * prices.per_gb_second
             + r[4] / 1e9 * prices.per_gb_egress
     };
+    // Stored data (object storage, key-value, SQL), per store: GB-months at the storage price.
+    let mut stored: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for r in v["stored"].as_array().into_iter().flatten() {
+        let day = if args.by == "day" { r["day"].as_str().unwrap_or("-").to_string() } else { String::new() };
+        *stored.entry((r["store"].as_str().unwrap_or("-").to_string(), day)).or_default() +=
+            r["gb_months"].as_f64().unwrap_or(0.0);
+    }
     if global.json {
+        let stored: Vec<Value> = stored
+            .iter()
+            .map(|((s, d), gb_months)| {
+                json!({ "store": s, "day": d, "gb_months": gb_months, "cost_usd": gb_months * prices.per_gb_month_stored })
+            })
+            .collect();
         let out: Vec<Value> = rows
             .iter()
             .map(|((f, d), r)| {
                 json!({ "function": f, "day": d, "requests": r[0], "errors": r[1], "billed_ms": r[2], "gb_seconds": r[3], "egress_bytes": r[4], "cpu_ms": r[5], "cost_usd": cost(r) })
             })
             .collect();
-        print_json(&json!({ "usage": out }));
+        print_json(&json!({ "usage": out, "stored": stored }));
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -115,11 +136,21 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             total[i] += r[i];
         }
     }
+    let mut stored_cost = 0.0;
+    if !stored.is_empty() {
+        println!();
+        println!("{:<35} {:<10} {:>14} {:>12}", "STORED", "DAY", "GB-MONTHS", "COST USD");
+        for ((s, d), gb_months) in &stored {
+            let c = gb_months * prices.per_gb_month_stored;
+            stored_cost += c;
+            println!("{:<35} {:<10} {:>14.9} {:>12.6}", s, if d.is_empty() { "-" } else { d }, gb_months, c);
+        }
+    }
     println!(
         "total: {} requests, {:.6} GB-s, {:.6} USD at the price table",
         total[0],
         total[3],
-        cost(&total)
+        cost(&total) + stored_cost
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -219,7 +219,21 @@ impl ControlPlane {
                 })
             })
             .collect();
-        Ok(body::json(200, &json!({ "usage": rows })))
+        let stored: Vec<_> = self
+            .usage
+            .stored(today.saturating_sub(since_days))
+            .into_iter()
+            .map(|(store, day, byte_hours)| {
+                json!({
+                    "store": store,
+                    "day": day_text(day),
+                    "byte_hours": byte_hours,
+                    // A month is 730 hours in AWS's pricing.
+                    "gb_months": byte_hours / f64::from(1u32 << 30) / 730.0,
+                })
+            })
+            .collect();
+        Ok(body::json(200, &json!({ "usage": rows, "stored": stored })))
     }
 
     /// `GET /metrics`: the Prometheus exposition, with the gauges of state read now.

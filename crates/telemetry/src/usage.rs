@@ -64,6 +64,10 @@ pub fn day_of(ms: u64) -> u32 {
 struct Totals {
     /// function → day → row.
     rows: BTreeMap<String, BTreeMap<u32, UsageRow>>,
+    /// Stored data: store (`bucket:NAME`, ...) → day → byte-milliseconds (bytes held × time,
+    /// as an integer so sums are exact; byte-hours are derived).
+    #[serde(default)]
+    stored: BTreeMap<String, BTreeMap<u32, u128>>,
 }
 
 pub struct Usage {
@@ -103,6 +107,30 @@ impl Usage {
         let days = t.0.rows.get_mut(function).expect("inserted above");
         days.entry(day_of(now_ms)).or_default().add(&row);
         t.1 = true;
+    }
+
+    /// `bytes` were held in `store` for `ms` milliseconds ending at `now_ms` (a sampler calls
+    /// this periodically with what each store holds).
+    pub fn record_stored(&self, store: &str, now_ms: u64, bytes: u64, ms: u64) {
+        if bytes == 0 || ms == 0 {
+            return;
+        }
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let days = t.0.stored.entry(store.to_string()).or_default();
+        *days.entry(day_of(now_ms)).or_default() += u128::from(bytes) * u128::from(ms);
+        t.1 = true;
+    }
+
+    /// Stored data from `since_day` on: `(store, day, byte-hours)`.
+    pub fn stored(&self, since_day: u32) -> Vec<(String, u32, f64)> {
+        let t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (store, days) in &t.0.stored {
+            for (day, byte_ms) in days.range(since_day..) {
+                out.push((store.clone(), *day, *byte_ms as f64 / 3_600_000.0));
+            }
+        }
+        out
     }
 
     /// Rows from `since_day` on: `(function, day, row)`.
@@ -168,5 +196,19 @@ mod tests {
         assert_eq!(f.cpu_us, 1500);
         assert_eq!(rows[1].2.gb_seconds(), 1.0);
         assert_eq!(u.rows(20_001).len(), 1);
+    }
+
+    #[test]
+    fn stored_bytes_add_up_to_byte_hours_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let u = Usage::open(dir.path()).unwrap();
+        let day = 20_000 * 86_400_000;
+        // 1 GiB for half an hour, twice: one GiB-hour.
+        u.record_stored("bucket:photos", day, 1 << 30, 1_800_000);
+        u.record_stored("bucket:photos", day + 1_800_000, 1 << 30, 1_800_000);
+        u.record_stored("bucket:empty", day, 0, 1_800_000);
+        u.flush().unwrap();
+        let u = Usage::open(dir.path()).unwrap();
+        assert_eq!(u.stored(0), vec![("bucket:photos".to_string(), 20_000, (1u64 << 30) as f64)]);
     }
 }
