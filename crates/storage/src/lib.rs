@@ -1,1 +1,26 @@
-//! yun's object store: an S3-compatible service (path-style, SigV4) over files plus redb metadata.
+//! yun's object store: an S3-compatible service over local files.
+//!
+//! The engine (`ObjectStore`) keeps bucket and object metadata, multipart uploads, access
+//! keys and an outbox of storage events in one redb file, and bodies as files named by
+//! generated ids under `blobs/`; `serve` speaks the S3 REST API (path-style, SigV4 in headers
+//! and presigned URLs, aws-chunked bodies and the checksums current SDKs send) through s3s.
+//!
+//! It is not: a proxy to another S3 (the blob layer is the seam for that), versioned, a
+//! policy/ACL engine (a key is scoped to buckets and read-only or not), or the delivery of
+//! storage events to functions (the caller drains `events`).
+
+mod blobs;
+mod checksum;
+mod engine;
+mod error;
+mod keys;
+
+pub use blobs::BlobStream;
+pub use checksum::{ChecksumAlgorithm, Checksums};
+pub use engine::{
+    BucketInfo, ChecksumType, CompletePart, Conditions, EventKind, Listing, MAX_PARTS, MAX_PUT_SIZE,
+    MIN_PART_SIZE, ObjectEvent, ObjectInfo, ObjectMeta, ObjectStore, PartInfo, PutMeta, UploadInfo,
+    validate_bucket_name, validate_key,
+};
+pub use error::StorageError;
+pub use keys::{AccessKey, KeyScope, Keys};
