@@ -1312,12 +1312,12 @@ impl ObjectStore {
             (None, _) => (vec![ChecksumAlgorithm::Crc64Nvme], ChecksumType::FullObject),
         };
         let bucket_id = upload_bucket_id(&self.inner.db, upload_id)?;
-        let blobs = &self.inner.blobs;
         let pieces: Vec<(String, u64)> = chosen.iter().map(|p| (p.blob.clone(), p.size)).collect();
+        let inner = self.inner.clone();
         let body = futures::stream::iter(pieces)
-            .then(|(blob, size)| {
-                let bucket_id = bucket_id.clone();
-                async move { blobs.read(&bucket_id, &blob, 0, size).await }
+            .then(move |(blob, size)| {
+                let (inner, bucket_id) = (inner.clone(), bucket_id.clone());
+                async move { inner.blobs.read(&bucket_id, &blob, 0, size).await }
             })
             .try_flatten();
         let staged = self.stage(bucket, body, algorithms, u64::MAX).await?;

@@ -14,6 +14,8 @@ mod checksum;
 mod engine;
 mod error;
 mod keys;
+mod s3;
+mod server;
 
 pub use blobs::BlobStream;
 pub use checksum::{ChecksumAlgorithm, Checksums};
@@ -24,3 +26,4 @@ pub use engine::{
 };
 pub use error::StorageError;
 pub use keys::{AccessKey, KeyScope, Keys};
+pub use server::{DRAIN_TIMEOUT, HEADER_TIMEOUT, S3Server, serve};
