@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import boto3
 import botocore
@@ -143,6 +144,43 @@ for wrong in [{"ChecksumCRC32": "AAAAAA=="}, {"ChecksumCRC64NVME": crc64nvme(b"o
 status, code = error_of(s3.put_object, Bucket="suite", Key="sum/bad", Body=body, ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
 check(status == 400 and code == "BadDigest", f"a wrong Content-MD5 is refused: {status} {code}")
 check(error_of(s3.head_object, Bucket="suite", Key="sum/bad")[0] == 404, "a refused body is not stored")
+
+step("aws-chunked bodies with checksum trailers (what botocore sends over https)")
+import botocore.httpchecksum as hc  # noqa: E402
+
+real_urlparse = hc.urlparse
+# botocore puts the checksum in an aws-chunked trailer only over TLS; the test endpoint is http.
+hc.urlparse = lambda url: real_urlparse(url)._replace(scheme="https")
+try:
+    seen = {}
+
+    def remember(request, **_):
+        seen.update(request.headers)
+
+    s3.meta.events.register("before-send.s3.PutObject", remember)
+    r = s3.put_object(Bucket="suite", Key="chunked/one", Body=body)
+    check(seen.get("X-Amz-Content-SHA256") == b"STREAMING-UNSIGNED-PAYLOAD-TRAILER" or
+          seen.get("X-Amz-Content-SHA256") == "STREAMING-UNSIGNED-PAYLOAD-TRAILER", f"an aws-chunked body was sent: {seen}")
+    check(r["ChecksumCRC32"] == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode(), "the trailer's CRC32 was stored")
+    check(s3.get_object(Bucket="suite", Key="chunked/one", ChecksumMode="ENABLED")["Body"].read() == body, "and reads back")
+    real_digest = hc.Crc32Checksum.b64digest
+    hc.Crc32Checksum.b64digest = lambda self: "AAAAAA=="
+    try:
+        status, code = error_of(s3.put_object, Bucket="suite", Key="chunked/bad", Body=body)
+    finally:
+        hc.Crc32Checksum.b64digest = real_digest
+    check(status == 400 and code == "BadDigest", f"a wrong trailer checksum is refused: {status} {code}")
+    check(error_of(s3.head_object, Bucket="suite", Key="chunked/bad")[0] == 404, "and nothing is stored")
+    s3.meta.events.unregister("before-send.s3.PutObject", remember)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "ten.bin")
+        ten = data(10 * MiB, b"chunked")
+        with open(src, "wb") as f:
+            f.write(ten)
+        s3.upload_file(src, "suite", "chunked/multi", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+        check(s3.get_object(Bucket="suite", Key="chunked/multi")["Body"].read() == ten, "a multipart upload with trailers")
+finally:
+    hc.urlparse = real_urlparse
 
 step("multipart: upload_file of 20 MiB in 5 MiB parts, boto3's default checksums")
 big = data(20 * MiB)
