@@ -85,6 +85,8 @@ enum Command {
     Apply(commands::apply::Args),
     /// Durable queues: create, send, receive, delete, dead letters.
     Queue(commands::queue::Args),
+    /// Object storage (S3-compatible): buckets, objects, access keys.
+    Storage(commands::storage::Args),
     /// Topics that fan messages out to queues and functions.
     Topic(commands::topic::Args),
     /// Queue consumers and cron schedules that invoke a function.
@@ -149,6 +151,7 @@ fn main() -> ExitCode {
             Command::Secret(args) => commands::secret::run(&cli.global, args).await,
             Command::Apply(args) => commands::apply::run(&cli.global, args).await,
             Command::Queue(args) => commands::queue::run(&cli.global, args).await,
+            Command::Storage(args) => commands::storage::run(&cli.global, args).await,
             Command::Topic(args) => commands::topic::run(&cli.global, args).await,
             Command::Trigger(args) => commands::trigger::run(&cli.global, args).await,
             Command::Async(args) => commands::trigger::run_async(&cli.global, args).await,

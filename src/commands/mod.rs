@@ -20,6 +20,7 @@ pub mod sandbox;
 pub mod scale;
 pub mod secret;
 pub mod sim;
+pub mod storage;
 pub mod tag;
 pub mod topic;
 pub mod traffic;

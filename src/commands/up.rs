@@ -41,6 +41,12 @@ pub struct Args {
     /// recording costs (bench/), not for production: usage is then not metered.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     recording: String,
+    /// Address of the S3-compatible object storage API (`off`: no object storage).
+    #[arg(long, env = "YUN_S3_LISTEN", default_value = "127.0.0.1:9000", value_parser = parse_s3_listen)]
+    s3_listen: MaybeAddr,
+    /// The region S3 clients sign for and buckets report.
+    #[arg(long, env = "YUN_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
     /// Send a span of every invocation to this OpenTelemetry collector (OTLP/HTTP protobuf,
     /// e.g. http://127.0.0.1:4318).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -80,6 +86,17 @@ pub struct Args {
     /// Serve /metrics without the admin token (for a Prometheus on a trusted network).
     #[arg(long)]
     metrics_public: bool,
+}
+
+/// An address to listen on, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct MaybeAddr(Option<SocketAddr>);
+
+fn parse_s3_listen(s: &str) -> Result<MaybeAddr, String> {
+    if s == "off" {
+        return Ok(MaybeAddr(None));
+    }
+    s.parse().map(|a| MaybeAddr(Some(a))).map_err(|e| format!("{e}: give ADDR:PORT or off"))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -204,11 +221,37 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
-    // Everything that can be checked has been; only now take the port.
+    let objects = match args.s3_listen.0 {
+        Some(_) => {
+            let root = data_dir.join("objects");
+            Some(Arc::new(yun_storage::ObjectStore::open(&root).with_context(|| {
+                format!("opening the object store in {} (is another `yun up` using it?)", root.display())
+            })?))
+        }
+        None => None,
+    };
+
+    // Everything that can be checked has been; only now take the ports.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let s3_listener = match args.s3_listen.0 {
+        Some(a) => {
+            Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding --s3-listen {a}"))?)
+        }
+        None => None,
+    };
+    let s3_addr = s3_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let storage = match (&objects, s3_addr) {
+        (Some(store), Some(a)) => Some(yun_control_plane::Storage {
+            store: store.clone(),
+            keys: Arc::new(store.keys()),
+            s3_url: format!("http://{a}"),
+            region: args.s3_region.clone(),
+        }),
+        _ => None,
+    };
     let (trigger, shutdown) = Shutdown::new();
     let invoker = Arc::new(yun_gateway::GatewayInvoker::new(auth.clone()));
     activator.set_local(invoker.clone());
@@ -234,11 +277,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         usage: usage.clone(),
         records: records.clone(),
         recording,
+        storage,
         metrics_public: args.metrics_public,
         data_dir: data_dir.clone(),
     }));
     let restored = control.restore().await.context("restoring functions from the data directory")?;
     control.spawn_rollout_controller();
+    control.spawn_storage_tasks();
     let gateway = Arc::new(
         Gateway::new(
             activator,
@@ -304,13 +349,39 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         trigger.trigger();
     });
 
+    let s3_task = match (s3_listener, &objects) {
+        (Some(l), Some(store)) => {
+            let server = yun_storage::S3Server {
+                store: store.clone(),
+                keys: Arc::new(store.keys()),
+                region: args.s3_region.clone(),
+                max_connections: args.max_connections,
+            };
+            let mut stop = shutdown.receiver();
+            Some(tokio::spawn(yun_storage::serve(l, server, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
+        }
+        _ => None,
+    };
+
     println!("{sandbox_line}");
+    if let Some(a) = s3_addr {
+        println!("s3 api on http://{a} (region {})", args.s3_region);
+    }
     println!(
         "yun {} listening on http://{addr} ({restored} functions, data in {})",
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
     yun_gateway::run(listener, gateway, shutdown).await?;
+    if let Some(task) = s3_task {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!("the S3 API stopped with an error: {e}"),
+            Err(e) => tracing::warn!("the S3 API task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Err(e) = flushed.flush() {
         tracing::warn!("writing the last log lines failed: {e}");
     }

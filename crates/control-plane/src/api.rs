@@ -50,6 +50,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/topics/{topic}/subscriptions"),
     ("POST", "/v1/topics/{topic}/publish"),
     ("GET", "/v1/usage"),
+    ("GET", "/v1/storage/buckets"),
+    ("PUT", "/v1/storage/buckets/{bucket}"),
+    ("DELETE", "/v1/storage/buckets/{bucket}"),
+    ("GET", "/v1/storage/buckets/{bucket}/objects"),
+    ("PUT", "/v1/storage/buckets/{bucket}/object"),
+    ("GET", "/v1/storage/buckets/{bucket}/object"),
+    ("DELETE", "/v1/storage/buckets/{bucket}/object"),
+    ("GET", "/v1/storage/keys"),
+    ("POST", "/v1/storage/keys"),
+    ("DELETE", "/v1/storage/keys/{key}"),
 ];
 
 /// What a management request asks for, parsed once at the boundary.
@@ -110,6 +120,59 @@ pub enum Command {
     Publish(String),
     /// Metered use per function and day.
     Usage,
+    ListBuckets,
+    CreateBucket(String),
+    DeleteBucket(String),
+    ListObjects(String, ObjectQuery),
+    /// A bucket and an object key (`?key=`; keys have slashes, so they are not path segments).
+    PutObject(String, String),
+    GetObject(String, String),
+    DeleteObject(String, String),
+    ListStorageKeys,
+    CreateStorageKey,
+    DeleteStorageKey(String),
+}
+
+/// A listing of a bucket's objects: `?prefix=&delimiter=&start_after=&max=`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub start_after: Option<String>,
+    pub max: usize,
+}
+
+fn parse_object_query(query: Option<&str>) -> Result<ObjectQuery, ApiError> {
+    let mut q = ObjectQuery { max: 1000, ..ObjectQuery::default() };
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "prefix" => q.prefix = v,
+            "delimiter" if !v.is_empty() => q.delimiter = Some(v),
+            "delimiter" => {}
+            "start_after" => q.start_after = Some(v),
+            "max" => {
+                q.max = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "max must be 1 to 1000"))?
+            }
+            _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
+        }
+    }
+    Ok(q)
+}
+
+fn object_key(query: Option<&str>) -> Result<String, ApiError> {
+    let mut key = None;
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "key" => key = Some(v),
+            _ => return Err(ApiError::new(ErrorCode::BadRequest, format!("unknown query parameter {k:?}"))),
+        }
+    }
+    key.filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "say which object: ?key=KEY"))
 }
 
 impl Command {
@@ -239,6 +302,20 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             ("DELETE", "/v1/topics/{topic}/subscriptions") => Command::Unsubscribe(other()),
             ("POST", "/v1/topics/{topic}/publish") => Command::Publish(other()),
             ("GET", "/v1/usage") => Command::Usage,
+            ("GET", "/v1/storage/buckets") => Command::ListBuckets,
+            ("PUT", "/v1/storage/buckets/{bucket}") => Command::CreateBucket(other()),
+            ("DELETE", "/v1/storage/buckets/{bucket}") => Command::DeleteBucket(other()),
+            ("GET", "/v1/storage/buckets/{bucket}/objects") => {
+                Command::ListObjects(other(), parse_object_query(query)?)
+            }
+            ("PUT", "/v1/storage/buckets/{bucket}/object") => Command::PutObject(other(), object_key(query)?),
+            ("GET", "/v1/storage/buckets/{bucket}/object") => Command::GetObject(other(), object_key(query)?),
+            ("DELETE", "/v1/storage/buckets/{bucket}/object") => {
+                Command::DeleteObject(other(), object_key(query)?)
+            }
+            ("GET", "/v1/storage/keys") => Command::ListStorageKeys,
+            ("POST", "/v1/storage/keys") => Command::CreateStorageKey,
+            ("DELETE", "/v1/storage/keys/{key}") => Command::DeleteStorageKey(other()),
             _ => unreachable!("every route in ROUTES has a command"),
         });
     }

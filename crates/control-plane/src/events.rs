@@ -389,6 +389,7 @@ impl ControlPlane {
         if let Trigger::Cron { created_ms, .. } = &mut trigger {
             *created_ms = now_ms();
         }
+        self.check_storage_trigger(&trigger)?;
         let _changing = self.changes.lock().await;
         let mut probe = self.require(name)?;
         if probe.triggers.iter().any(|t| t.id() == trigger.id()) {

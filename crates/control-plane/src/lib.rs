@@ -15,6 +15,7 @@ pub mod body;
 mod events;
 mod routes;
 mod secrets;
+mod storage;
 mod traffic;
 
 use std::collections::BTreeSet;
@@ -40,6 +41,7 @@ pub use auth::Auth;
 use body::Body;
 use body::Body as Incoming;
 pub use routes::LiveRouter;
+pub use storage::Storage;
 pub use yun_secrets::Keyring;
 
 /// Limits on what the management API accepts.
@@ -78,6 +80,7 @@ pub struct ControlPlane {
     usage: Arc<yun_telemetry::Usage>,
     records: Option<Arc<yun_telemetry::Records>>,
     recording: bool,
+    storage: Option<Storage>,
     metrics_public: bool,
     data_dir: std::path::PathBuf,
     /// Held by every change, so two changes never interleave their read-check-write (two routes
@@ -135,6 +138,8 @@ pub struct ControlPlaneParts {
     pub records: Option<Arc<yun_telemetry::Records>>,
     /// Whether invocations are recorded at all (REPORT lines, metrics, usage, records).
     pub recording: bool,
+    /// The object store, unless it is off.
+    pub storage: Option<Storage>,
     /// `/metrics` without the admin token (for a Prometheus on a trusted network).
     pub metrics_public: bool,
     /// Where the stores' files are, for their sizes.
@@ -160,6 +165,7 @@ impl ControlPlane {
             usage: p.usage,
             records: p.records,
             recording: p.recording,
+            storage: p.storage,
             metrics_public: p.metrics_public,
             data_dir: p.data_dir,
             changes: tokio::sync::Mutex::new(()),
@@ -451,6 +457,23 @@ impl ControlPlane {
             Command::Unsubscribe(t) => self.unsubscribe(&t, req.into_body()).await,
             Command::Publish(t) => self.publish_topic(&t, req.into_body()).await,
             Command::Usage => self.usage_view(req.uri().query()),
+            Command::ListBuckets => self.list_buckets(),
+            Command::CreateBucket(b) => self.create_bucket(&b).await,
+            Command::DeleteBucket(b) => self.delete_bucket(&b).await,
+            Command::ListObjects(b, q) => self.list_objects(&b, &q),
+            Command::PutObject(b, k) => {
+                let content_type = req
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                self.put_object(&b, &k, content_type, req.into_body()).await
+            }
+            Command::GetObject(b, k) => self.get_object(&b, &k).await,
+            Command::DeleteObject(b, k) => self.delete_object(&b, &k).await,
+            Command::ListStorageKeys => self.list_storage_keys(),
+            Command::CreateStorageKey => self.create_storage_key(req.into_body()).await,
+            Command::DeleteStorageKey(id) => self.delete_storage_key(&id).await,
         };
         result.unwrap_or_else(|e| body::error(e.code, e.message))
     }

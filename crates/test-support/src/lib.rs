@@ -48,6 +48,7 @@ pub struct Yun {
     data_dir: PathBuf,
     tmp: Arc<tempfile::TempDir>,
     output: Arc<Mutex<String>>,
+    s3: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl Yun {
@@ -67,11 +68,20 @@ impl Yun {
         Self::start_in(self.bin.to_str().unwrap(), self.tmp.clone(), &[])
     }
 
+    /// Starts another yun on the same data directory with these flags.
+    pub fn restart_with_args(&self, args: &[&str]) -> Self {
+        Self::start_in(self.bin.to_str().unwrap(), self.tmp.clone(), args)
+    }
+
     fn start_in(bin: &str, tmp: Arc<tempfile::TempDir>, args: &[&str]) -> Self {
         let data_dir = tmp.path().join("data");
+        // Tests run side by side: the S3 API gets a free port too, unless the test says.
+        let s3_default: &[&str] =
+            if args.contains(&"--s3-listen") { &[] } else { &["--s3-listen", "127.0.0.1:0"] };
         let mut child = Command::new(bin)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
+            .args(s3_default)
             .args(args)
             .env("YUN_LOG", "info")
             .stdin(Stdio::null())
@@ -95,12 +105,16 @@ impl Yun {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let out3 = output.clone();
+        let s3 = Arc::new(Mutex::new(None));
+        let s3_seen = s3.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 out3.lock().unwrap().push_str(&line);
                 out3.lock().unwrap().push('\n');
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                if let Some(rest) = line.strip_prefix("s3 api on http://") {
+                    *s3_seen.lock().unwrap() = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+                } else if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap().to_string();
                     let _ = tx.send(addr);
                 }
@@ -113,7 +127,13 @@ impl Yun {
                 panic!("yun up did not print its address; output:\n{}", output.lock().unwrap());
             }
         };
-        Self { bin: PathBuf::from(bin), child: Some(child), addr, data_dir, tmp, output }
+        Self { bin: PathBuf::from(bin), child: Some(child), addr, data_dir, tmp, output, s3 }
+    }
+
+    /// The S3 API's URL (`http://127.0.0.1:PORT`), printed before the main address.
+    pub fn s3_url(&self) -> String {
+        let addr = self.s3.lock().unwrap().expect("yun up printed no `s3 api on` line (is --s3-listen off?)");
+        format!("http://{addr}")
     }
 
     /// The server's process id, to read its memory use from `/proc`.
