@@ -465,6 +465,33 @@ mod tests {
 
     /// The OpenAPI document a user reads must describe exactly the routes the server serves.
     #[test]
+    fn storage_routes_take_the_key_from_the_query() {
+        assert_eq!(
+            parse(&Method::PUT, "/v1/storage/buckets/b/object", Some("key=a%2Fb%2F..%2Fc")),
+            Ok(Command::PutObject("b".into(), "a/b/../c".into()))
+        );
+        assert_eq!(
+            parse(&Method::GET, "/v1/storage/buckets/b/object", None).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse(&Method::GET, "/v1/storage/buckets/b/objects", Some("prefix=in/&delimiter=/&max=10")),
+            Ok(Command::ListObjects(
+                "b".into(),
+                ObjectQuery { prefix: "in/".into(), delimiter: Some("/".into()), start_after: None, max: 10 }
+            ))
+        );
+        assert_eq!(
+            parse(&Method::GET, "/v1/storage/buckets/b/objects", Some("max=0")).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse(&Method::DELETE, "/v1/storage/keys/AKYN1", None),
+            Ok(Command::DeleteStorageKey("AKYN1".into()))
+        );
+    }
+
+    #[test]
     fn openapi_document_matches_routes() {
         let doc: serde_json::Value = serde_json::from_str(include_str!("../../../docs/openapi.json"))
             .expect("docs/openapi.json parses");
