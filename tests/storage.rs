@@ -229,3 +229,50 @@ async fn acknowledged_objects_survive_kill_9_and_partial_ones_never_show() {
     }
     println!("{} uploads acknowledged across 5 kill -9 rounds, all intact", acked.len());
 }
+
+/// A process function deployed with `--bucket` uses boto3 unchanged: yun gives it the S3
+/// endpoint (relayed into its sandbox) and a key scoped to its buckets.
+#[tokio::test]
+async fn a_process_function_uses_its_buckets_with_boto3_and_nothing_else() {
+    let yun = Yun::start(BIN);
+    yun.cli_ok(&["storage", "mb", "notes"]);
+    yun.cli_ok(&["storage", "mb", "other"]);
+    let code = tempfile::tempdir().unwrap();
+    yun_test_support::copy_into(
+        &yun_test_support::repo_root().join("examples/python-s3/app.py"),
+        &code.path().join("app.py"),
+    );
+    let deps =
+        tokio::task::spawn_blocking(|| yun_test_support::pip_target("boto3", &["boto3"])).await.unwrap();
+    yun_test_support::copy_into(&deps, code.path());
+    let dir = code.path().to_str().unwrap();
+    yun.cli_ok(&[
+        "deploy",
+        "notes",
+        dir,
+        "--runtime",
+        "process",
+        "--mode",
+        "http",
+        "--command",
+        "python3 app.py",
+        "--bucket",
+        "notes",
+    ]);
+    let get = |q: &str| {
+        let url = format!("{}/fn/notes/?{q}", yun.url());
+        async move {
+            let r = reqwest::Client::new().get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, v) = get("bucket=notes&put=first.txt&text=hello").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["keys"], serde_json::json!(["first.txt"]), "{v}");
+    let back = yun.cli_ok(&["storage", "cp", "s3://notes/first.txt", "-"]);
+    assert_eq!(back, "hello");
+    let (status, v) = get("bucket=other&put=x&text=y").await;
+    assert_eq!((status, v["error"].as_str()), (403, Some("AccessDenied")), "{v}");
+    assert!(!yun.cli_ok(&["storage", "ls", "s3://other"]).contains('x'), "nothing written out of scope");
+}

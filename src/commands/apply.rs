@@ -189,6 +189,7 @@ fn function_spec(def: &FunctionDef, digest: &str) -> Value {
         },
         "env": def.env,
         "allow_outbound": def.allow_outbound,
+        "buckets": def.buckets,
         "private": def.private,
         "instance": def.instance.unwrap_or_default(),
         "secrets": def.secrets,

@@ -66,6 +66,10 @@ pub struct Args {
     /// Host the function may call over HTTP (repeatable; `*.example.com`, `host:port`, `*`).
     #[arg(long = "allow-outbound", value_name = "HOST")]
     allow_outbound: Vec<String>,
+    /// Object store bucket the function uses (repeatable): a process function gets
+    /// AWS_ENDPOINT_URL_S3 and a key scoped to its buckets in its environment.
+    #[arg(long = "bucket", value_name = "BUCKET")]
+    buckets: Vec<String>,
     /// Require the admin token to invoke the function.
     #[arg(long)]
     private: bool,
@@ -131,6 +135,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         },
         "env": env,
         "allow_outbound": args.allow_outbound,
+        "buckets": args.buckets,
         "private": args.private,
         "instance": args.instance,
         "process": process.then(|| json!({

@@ -248,6 +248,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             store: store.clone(),
             keys: Arc::new(store.keys()),
             s3_url: format!("http://{a}"),
+            s3_addr: a,
             region: args.s3_region.clone(),
         }),
         _ => None,

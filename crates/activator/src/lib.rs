@@ -402,6 +402,7 @@ impl Activator {
                 timeout: Duration::from_millis(spec.limits.timeout_ms),
                 outbound: !spec.allow_outbound.is_empty(),
                 log_sink: self.sink_for(deployment),
+                buckets: spec.buckets.clone(),
             };
             let runtime = self.process.clone().map_err(ActivateError::ProcessesDisabled)?;
             let process = Arc::new(ProcessRevision::new(runtime, config, &settings));

@@ -159,6 +159,7 @@ fn spec_diff(old: &RevisionSpec, new: &RevisionSpec) -> Vec<&'static str> {
     check(old.env != new.env, "env");
     check(old.secrets != new.secrets, "secrets");
     check(old.allow_outbound != new.allow_outbound, "allow_outbound");
+    check(old.buckets != new.buckets, "buckets");
     check(old.private != new.private, "private");
     check(old.instance != new.instance, "instance");
     check(old.process != new.process, "process");

@@ -654,6 +654,9 @@ impl ControlPlane {
             }
             _ => {}
         }
+        for bucket in &spec.buckets {
+            yun_storage::validate_bucket_name(bucket)?;
+        }
         for secret in spec.secrets.values() {
             if self.store.secret(secret)?.is_none() {
                 return Err(bad(format!(
@@ -677,6 +680,7 @@ impl ControlPlane {
             "process": revision.spec.process,
             "private": revision.spec.private,
             "allow_outbound": revision.spec.allow_outbound,
+            "buckets": revision.spec.buckets,
             // Values stay out of API responses: they may hold credentials.
             "env": revision.spec.env.keys().collect::<Vec<_>>(),
             "secrets": revision.spec.secrets,

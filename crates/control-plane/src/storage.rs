@@ -25,7 +25,13 @@ pub struct Storage {
     pub keys: Arc<yun_storage::Keys>,
     /// The S3 endpoint, as clients should use it (`http://127.0.0.1:9000`).
     pub s3_url: String,
+    /// Where the S3 API listens (functions in a sandbox reach it through a relay).
+    pub s3_addr: std::net::SocketAddr,
     pub region: String,
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// How often stored bytes are sampled into usage.
@@ -237,6 +243,33 @@ impl ControlPlane {
             return Err(ApiError::new(ErrorCode::NotFound, format!("no access key {id}")));
         }
         Ok(body::json(200, &json!({ "deleted": id })))
+    }
+
+    /// The S3 endpoint and a key for one function revision, scoped to the buckets it declared
+    /// (read-write): made once, under a name derived from the revision, and kept.
+    pub fn storage_access(
+        &self,
+        function: &str,
+        revision: u64,
+        buckets: &[String],
+    ) -> Option<yun_types::local::StorageAccess> {
+        use sha2::Digest as _;
+        let s = self.storage.as_ref()?;
+        let digest = sha2::Sha256::digest(format!("{function}/{revision}").as_bytes());
+        let id = format!("AKYNF{}", hex_upper(&digest[..8]));
+        let scope = KeyScope { buckets: Some(buckets.to_vec()), read_only: false };
+        match s.keys.ensure(&id, scope) {
+            Ok(key) => Some(yun_types::local::StorageAccess {
+                endpoint: s.s3_addr,
+                access_key_id: key.id,
+                secret_access_key: key.secret.unwrap_or_default(),
+                region: s.region.clone(),
+            }),
+            Err(e) => {
+                tracing::error!(function, revision, "making the function's storage key failed: {e}");
+                None
+            }
+        }
     }
 
     /// A storage trigger must name a bucket that exists.

@@ -130,6 +130,16 @@ impl yun_types::local::LocalApi for GatewayInvoker {
     fn token_for(&self, function: &str) -> String {
         self.auth.function_token(function)
     }
+
+    fn storage_for(
+        &self,
+        function: &str,
+        revision: u64,
+        buckets: &[String],
+    ) -> Option<yun_types::local::StorageAccess> {
+        let gateway = self.gateway.get().and_then(Weak::upgrade)?;
+        gateway.control.storage_access(function, revision, buckets)
+    }
 }
 
 impl Gateway {

@@ -130,6 +130,8 @@ pub struct FunctionDef {
     pub max_body_bytes: Option<u64>,
     pub private: bool,
     pub allow_outbound: Vec<String>,
+    /// Object store buckets the function uses (a key scoped to them reaches process functions).
+    pub buckets: Vec<String>,
     pub env: BTreeMap<String, String>,
     /// Environment variable -> secret name; the array form maps each name to itself.
     pub secrets: BTreeMap<String, String>,
@@ -637,6 +639,26 @@ impl Cx<'_> {
             }
             allow_outbound.push(h.to_string());
         }
+        let mut buckets = Vec::with_capacity(f.buckets.len());
+        for b in &f.buckets {
+            let name = b.get_ref();
+            let valid = (3..=63).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+                && name.as_bytes()[0].is_ascii_alphanumeric()
+                && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+            if !valid {
+                return Err(self.err(
+                    b.span(),
+                    sub("buckets"),
+                    format!(
+                        "{name:?} is not a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens"
+                    ),
+                ));
+            }
+            buckets.push(name.clone());
+        }
 
         let mut env = BTreeMap::new();
         for (k, v) in &f.env {
@@ -733,6 +755,7 @@ impl Cx<'_> {
             max_body_bytes,
             private: f.private,
             allow_outbound,
+            buckets,
             env,
             secrets,
             tags,

@@ -99,6 +99,8 @@ pub(crate) struct RawFunction {
     #[serde(default)]
     pub allow_outbound: Vec<Spanned<String>>,
     #[serde(default)]
+    pub buckets: Vec<Spanned<String>>,
+    #[serde(default)]
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     pub secrets: Option<Spanned<RawSecrets>>,
     #[serde(default)]

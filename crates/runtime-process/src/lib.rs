@@ -111,6 +111,8 @@ pub struct ProcessConfig {
     pub log_sink: Arc<dyn LogSink>,
     /// yun's own API, served to resident instances on `YUN_API` (inside their sandbox).
     pub local: Option<Arc<dyn yun_types::local::LocalApi>>,
+    /// Object store buckets the function uses (it gets `AWS_ENDPOINT_URL_S3` and a key for them).
+    pub buckets: Vec<String>,
 }
 
 impl std::fmt::Debug for ProcessConfig {

@@ -31,6 +31,8 @@ const ISOLATED_PORT: u16 = 8080;
 const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
 /// Where an isolated instance reaches yun's own API (`YUN_API`).
 const ISOLATED_YUN_API_PORT: u16 = 9002;
+/// Where an isolated instance reaches the object store's S3 API (relayed to yun's listener).
+const ISOLATED_S3_PORT: u16 = 9003;
 
 /// Starts a revision's resident instances for its pool.
 ///
@@ -255,6 +257,8 @@ struct Spare {
     host_listener: Option<tokio::net::TcpListener>,
     /// Unisolated: the host port yun's API is served on for this instance.
     api_listener: Option<tokio::net::TcpListener>,
+    /// Isolated and using buckets: the S3 API's address on the host, relayed from inside.
+    s3_relay: Option<std::net::SocketAddr>,
 }
 
 impl Spare {
@@ -313,13 +317,36 @@ impl Spare {
             };
             env.push(("YUN_API".to_string(), format!("http://{address}")));
         }
+        let mut s3_relay = None;
+        if let Some(access) = (!config.buckets.is_empty())
+            .then(|| config.local.as_ref()?.storage_for(&config.function, config.revision, &config.buckets))
+            .flatten()
+        {
+            // What boto3, the aws CLI and the other SDKs read (AWS_ENDPOINT_URL_S3 since 2023).
+            let endpoint = if isolated {
+                s3_relay = Some(access.endpoint);
+                format!("http://127.0.0.1:{ISOLATED_S3_PORT}")
+            } else {
+                format!("http://{}", access.endpoint)
+            };
+            for (k, v) in [
+                ("AWS_ENDPOINT_URL_S3", endpoint),
+                ("AWS_ACCESS_KEY_ID", access.access_key_id),
+                ("AWS_SECRET_ACCESS_KEY", access.secret_access_key),
+                ("AWS_REGION", access.region.clone()),
+                ("AWS_DEFAULT_REGION", access.region),
+            ] {
+                env.retain(|(n, _)| n != k);
+                env.push((k.to_string(), v));
+            }
+        }
         let spec = runtime.instance_spec(config, env, false);
         let instance = runtime
             .sandbox
             .spawn(spec)
             .await
             .map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
-        Ok(Spare { instance, port, lambda, host_listener, api_listener })
+        Ok(Spare { instance, port, lambda, host_listener, api_listener, s3_relay })
     }
 }
 
@@ -328,7 +355,7 @@ impl Resident {
     /// whose arrival started it (empty for a scale-up), which the startup output belongs to.
     async fn launch(spare: Spare, config: &ProcessConfig, invocation_id: &str) -> Result<Self, InvokeError> {
         let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
-        let Spare { mut instance, port, lambda, host_listener, api_listener } = spare;
+        let Spare { mut instance, port, lambda, host_listener, api_listener, s3_relay } = spare;
         let to = Attribution::new(config.log_sink.clone(), config.function.clone(), config.revision);
         // Startup output belongs to the request that caused the start.
         to.begin(invocation_id);
@@ -360,6 +387,15 @@ impl Resident {
             };
             let mut gone = exited.clone();
             tokio::spawn(serve_local(local.clone(), config.function.clone(), listener, async move {
+                let _ = gone.wait_for(|e| e.is_some()).await;
+            }));
+        }
+        if let Some(target) = s3_relay {
+            let listener = instance
+                .listen_tcp(ISOLATED_S3_PORT)
+                .map_err(|e| unavailable(format!("cannot open the S3 endpoint in the sandbox: {e}")))?;
+            let mut gone = exited.clone();
+            tokio::spawn(relay(listener, target, async move {
                 let _ = gone.wait_for(|e| e.is_some()).await;
             }));
         }
@@ -799,6 +835,34 @@ pub(crate) fn used_since(meter: &yun_sandbox::Meter, before: yun_sandbox::Usage)
             _ => None,
         },
     }
+}
+
+/// Relays the connections an instance makes to `listener` (inside its network namespace) to
+/// `target` on the host, byte for byte, until the instance exits: the S3 API signs and checks
+/// the Host the client used, so nothing in the stream needs rewriting.
+async fn relay(
+    listener: tokio::net::TcpListener,
+    target: std::net::SocketAddr,
+    gone: impl Future<Output = ()> + Send,
+) {
+    let mut gone = std::pin::pin!(gone);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            () = &mut gone => break,
+            accepted = listener.accept() => match accepted {
+                Ok((mut inside, _)) => {
+                    connections.spawn(async move {
+                        if let Ok(mut outside) = TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+                        }
+                    });
+                }
+                Err(_) => break,
+            },
+        }
+    }
+    connections.abort_all();
 }
 
 /// Serves yun's API to one instance (its `YUN_API`) until the instance exits.

@@ -84,6 +84,26 @@ impl Keys {
         Ok(AccessKey { id, secret: Some(secret), scope, created_ms: rec.created_ms })
     }
 
+    /// The key named `id`, made with `scope` if there is none yet (with its secret): the key a
+    /// platform component hands out under a name of its own (a function revision's).
+    pub fn ensure(&self, id: &str, scope: KeyScope) -> Result<AccessKey, StorageError> {
+        if let Some(existing) = self.get(id)? {
+            return Ok(existing);
+        }
+        if let Some(buckets) = &scope.buckets {
+            for b in buckets {
+                crate::engine::validate_bucket_name(b)?;
+            }
+        }
+        let secret = random_string(SECRET_ALPHABET, 40)?;
+        let rec = KeyRecord { secret: secret.clone(), scope: scope.clone(), created_ms: now_ms() };
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.open_table(KEYS)?.insert(id, serde_json::to_vec(&rec)?.as_slice())?;
+        txn.commit()?;
+        Ok(AccessKey { id: id.to_string(), secret: Some(secret), scope, created_ms: rec.created_ms })
+    }
+
     /// Every key, secrets omitted.
     pub fn list(&self) -> Result<Vec<AccessKey>, StorageError> {
         let txn = self.db.begin_read()?;

@@ -349,6 +349,7 @@ mod tests {
             instance: InstanceMode::Reuse,
             process: None,
             secrets: BTreeMap::new(),
+            buckets: vec![],
         }
     }
 

@@ -201,6 +201,10 @@ pub struct RevisionSpec {
     /// resolved when an instance starts, so a rotated secret needs no new revision.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// Buckets of the object store the function uses: a process function gets an S3 endpoint and
+    /// a key scoped to them in its environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<String>,
 }
 
 /// How a process function runs and talks to yun.
@@ -1119,6 +1123,7 @@ mod tests {
             instance: InstanceMode::default(),
             process: None,
             secrets: BTreeMap::new(),
+            buckets: vec![],
         }
     }
 
@@ -1202,5 +1207,21 @@ pub mod local {
         /// The bearer token function `function` calls with: it may invoke functions and use
         /// queues and topics, nothing more.
         fn token_for(&self, function: &str) -> String;
+
+        /// How `function`'s revision reaches the object store with a key scoped to `buckets`;
+        /// `None` when object storage is off.
+        fn storage_for(&self, function: &str, revision: u64, buckets: &[String]) -> Option<StorageAccess> {
+            let _ = (function, revision, buckets);
+            None
+        }
+    }
+
+    /// The S3 endpoint on the host and the credentials a function signs with.
+    #[derive(Clone, Debug)]
+    pub struct StorageAccess {
+        pub endpoint: std::net::SocketAddr,
+        pub access_key_id: String,
+        pub secret_access_key: String,
+        pub region: String,
     }
 }
