@@ -276,3 +276,28 @@ async fn a_process_function_uses_its_buckets_with_boto3_and_nothing_else() {
     assert_eq!((status, v["error"].as_str()), (403, Some("AccessDenied")), "{v}");
     assert!(!yun.cli_ok(&["storage", "ls", "s3://other"]).contains('x'), "nothing written out of scope");
 }
+
+/// A wasm function reaches the object store through yun's in-process API (`yun.internal`) with
+/// its scoped token: only the buckets it was deployed with.
+#[tokio::test]
+async fn a_wasm_function_reads_its_buckets_through_yun_internal() {
+    let yun = Yun::start(BIN);
+    yun.cli_ok(&["storage", "mb", "notes"]);
+    yun.cli_ok(&["storage", "mb", "other"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, b"note").unwrap();
+    yun.cli_ok(&["storage", "cp", file.to_str().unwrap(), "s3://notes/a.txt"]);
+    yun.cli_ok(&["storage", "cp", file.to_str().unwrap(), "s3://other/a.txt"]);
+    yun.deploy("reader", "echo", &["--bucket", "notes"]);
+    yun.deploy("stranger", "echo", &[]);
+    let fetch = |function: &str, bucket: &str| {
+        let target = format!("http://yun.internal/v1/storage/buckets/{bucket}/object?key=a.txt");
+        let q: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+        let url = format!("{}/fn/{function}/?fetch={q}", yun.url());
+        async move { reqwest::Client::new().get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(fetch("reader", "notes").await.contains("upstream status 200"));
+    assert!(fetch("reader", "other").await.contains("upstream status 401"));
+    assert!(fetch("stranger", "notes").await.contains("upstream status 401"));
+}

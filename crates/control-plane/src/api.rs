@@ -187,7 +187,22 @@ impl Command {
                 | Command::ChangeVisibility(_)
                 | Command::DescribeQueue(_)
                 | Command::Publish(_)
+                | Command::ListObjects(..)
+                | Command::PutObject(..)
+                | Command::GetObject(..)
+                | Command::DeleteObject(..)
         )
+    }
+
+    /// The bucket an object command is about (a function may only use those it declared).
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            Command::ListObjects(b, _)
+            | Command::PutObject(b, _)
+            | Command::GetObject(b, _)
+            | Command::DeleteObject(b, _) => Some(b),
+            _ => None,
+        }
     }
 }
 

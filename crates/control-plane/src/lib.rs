@@ -395,8 +395,17 @@ impl ControlPlane {
         };
         let admin = self.auth.check(req.headers());
         // A function's scoped token may use queues and topics, nothing that changes the platform.
-        let as_function =
-            !admin && command.open_to_functions() && self.auth.function_of(req.headers()).is_some();
+        let caller =
+            (!admin && command.open_to_functions()).then(|| self.auth.function_of(req.headers())).flatten();
+        let as_function = caller.is_some();
+        if let (Some(function), Some(bucket)) = (&caller, command.bucket())
+            && !self.function_uses_bucket(function, bucket)
+        {
+            return body::error(
+                ErrorCode::Unauthorized,
+                format!("function {function} was not deployed with --bucket {bucket}"),
+            );
+        }
         if !admin && !as_function {
             let message = if req.headers().contains_key(http::header::AUTHORIZATION) {
                 "the bearer token is not valid"

@@ -272,6 +272,16 @@ impl ControlPlane {
         }
     }
 
+    /// Whether a revision `function` routes to (its split or a tag) declared `bucket`: functions
+    /// reach only the buckets they were deployed with, through the S3 API and through yun's own.
+    pub(crate) fn function_uses_bucket(&self, function: &str, bucket: &str) -> bool {
+        let Ok(name) = yun_types::FunctionName::new(function) else { return false };
+        let Ok(Some(f)) = self.store.function(&name) else { return false };
+        f.routed_revisions().into_iter().any(|n| {
+            matches!(self.store.revision(&name, n), Ok(Some(r)) if r.spec.buckets.iter().any(|b| b == bucket))
+        })
+    }
+
     /// A storage trigger must name a bucket that exists.
     pub(crate) fn check_storage_trigger(&self, trigger: &Trigger) -> Result<(), ApiError> {
         let Trigger::Storage { bucket, .. } = trigger else { return Ok(()) };
