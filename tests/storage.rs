@@ -301,3 +301,29 @@ async fn a_wasm_function_reads_its_buckets_through_yun_internal() {
     assert!(fetch("reader", "other").await.contains("upstream status 401"));
     assert!(fetch("stranger", "notes").await.contains("upstream status 401"));
 }
+
+/// The `yun:storage/objects` host interface: a wasm guest that imports it stores, reads, lists
+/// and removes objects in its own buckets, and is refused any other.
+#[tokio::test]
+async fn a_wasm_guest_uses_the_storage_host_interface_on_its_buckets_only() {
+    let yun = Yun::start(BIN);
+    yun.cli_ok(&["storage", "mb", "notes"]);
+    yun.cli_ok(&["storage", "mb", "other"]);
+    yun.deploy("notes", "notes_wasm", &["--bucket", "notes"]);
+    let get = |q: &str| {
+        let url = format!("{}/fn/notes/?{q}", yun.url());
+        async move {
+            let r = reqwest::Client::new().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("bucket=notes&put=todo.txt&text=milk").await, (200, "stored todo.txt\n".into()));
+    assert_eq!(get("bucket=notes&get=todo.txt").await, (200, "milk".into()));
+    assert_eq!(get("bucket=notes").await, (200, "todo.txt\n".into()));
+    assert_eq!(yun.cli_ok(&["storage", "cp", "s3://notes/todo.txt", "-"]), "milk");
+    assert_eq!(get("bucket=notes&get=missing.txt").await.0, 404);
+    assert_eq!(get("bucket=other&put=x&text=y").await.0, 403);
+    assert_eq!(get("bucket=other").await.0, 403);
+    assert_eq!(get("bucket=notes&delete=todo.txt").await, (200, "deleted\n".into()));
+    assert_eq!(get("bucket=notes").await, (200, String::new()));
+}

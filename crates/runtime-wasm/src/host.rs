@@ -43,6 +43,8 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    // yun's own interfaces: linked for every guest, used by those that import them.
+    crate::storage::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

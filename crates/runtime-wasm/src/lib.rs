@@ -9,6 +9,7 @@ mod compile;
 mod host;
 mod pool;
 mod revision;
+mod storage;
 
 pub use compile::{CompileError, CompileSandbox, compile_child_main, compile_component};
 pub use revision::{InvokeError, InvokeErrorKind, LoadError, LoadedRevision, RequestCtx, RevisionConfig};
