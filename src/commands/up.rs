@@ -69,7 +69,7 @@ pub struct Args {
     /// Largest component upload accepted.
     #[arg(long, default_value = "256Mi", value_parser = parse_size)]
     max_artifact_size: u64,
-    /// Memory (address space) the compiler of one upload may use.
+    /// Memory (address space) the compiler of one upload may use beyond the loaded program.
     #[arg(long, default_value = "4Gi", value_parser = parse_size)]
     compile_memory: u64,
     /// Time the compiler of one upload may take.

@@ -88,10 +88,15 @@ pub fn compile_component(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>, Compil
 pub struct CompileSandbox {
     pub program: PathBuf,
     pub args: Vec<OsString>,
-    /// Address-space limit of the compiler process.
+    /// Address space the compiler may take beyond what its loaded program maps.
     pub memory_limit: u64,
     pub time_limit: Duration,
 }
+
+/// The child's address-space allowance, beyond what it maps once loaded. It limits itself (an
+/// `RLIMIT_AS` set before exec would also have to cover the binary, whose size changes with
+/// every build, so a fixed limit would fail a large debug build before it even starts).
+const MEMORY_ENV: &str = "YUN_COMPILE_MEMORY";
 
 /// Exit code the child uses for "this upload is invalid"; its stdout then holds the message.
 const EXIT_INVALID: i32 = 3;
@@ -106,14 +111,13 @@ impl CompileSandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .env(MEMORY_ENV, self.memory_limit.to_string())
             .kill_on_drop(true);
-        let limit = self.memory_limit;
         let cpu_secs = self.time_limit.as_secs().max(1) * 2;
         // SAFETY: the closure runs between fork and exec and only calls setrlimit, which is
         // async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                set_rlimit(libc::RLIMIT_AS, limit)?;
                 set_rlimit(libc::RLIMIT_CPU, cpu_secs)?;
                 set_rlimit(libc::RLIMIT_CORE, 0)
             });
@@ -164,6 +168,20 @@ fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Resul
 /// Entry point of the compiler child: compiles `wasm_path` to `out_path` and returns the exit
 /// code. An invalid upload prints its reason on stdout and exits with a dedicated code.
 pub fn compile_child_main(wasm_path: &Path, out_path: &Path) -> i32 {
+    if let Some(limit) = std::env::var(MEMORY_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        let mapped = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmSize:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024);
+        if let Err(e) = set_rlimit(libc::RLIMIT_AS, mapped.saturating_add(limit)) {
+            eprintln!("the compiler could not limit its memory: {e}");
+            return 1;
+        }
+    }
     // wasmtime compiles functions in parallel on rayon's global pool, made lazily on first use;
     // under this child's address-space limit its threads may fail to start, and rayon then
     // panics deep inside a compile. Made here first, that failure is a plain resource error.
