@@ -518,7 +518,7 @@ impl ControlPlane {
         let since = runs
             .first()
             .map(|r| r.start_ms)
-            .or_else(|| uuid_v7_ms(id))
+            .or_else(|| yun_types::uuid_v7_ms(id))
             .map_or(0, |ms| ms.saturating_sub(1000));
         let entries = self.logs.read(&function, since, 100_000).map_err(internal)?;
         let lines: Vec<_> = entries.into_iter().filter(|e| e.invocation_id == id).collect();
@@ -553,15 +553,6 @@ impl ControlPlane {
             .map_err(internal)??
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no function named {name}")))
     }
-}
-
-/// The time a UUIDv7 was made (its first 48 bits), if `id` is one.
-fn uuid_v7_ms(id: &str) -> Option<u64> {
-    let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || hex.as_bytes().get(12) != Some(&b'7') {
-        return None;
-    }
-    u64::from_str_radix(&hex[..12], 16).ok()
 }
 
 /// A run's row: its record, its outcome as a status, and for an asynchronous invocation its

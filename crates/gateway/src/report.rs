@@ -128,28 +128,29 @@ fn billed_ms(d: Duration) -> u64 {
 }
 
 impl Report {
+    /// How the invocation started (`warm`, `queued`, `cold`, `thawed`, `none`), how long its
+    /// instance took to start or thaw, and how long it waited for one: what the REPORT line,
+    /// the record, the metrics and the usage all derive from.
+    fn start(&self) -> (&'static str, Option<Duration>, Duration) {
+        match self.temperature {
+            Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
+            Some(Temperature::Queued { waited }) => ("queued", None, waited),
+            Some(Temperature::Cold { init, waited }) => ("cold", Some(init), waited),
+            Some(Temperature::Thawed { thaw, waited }) => ("thawed", Some(thaw), waited),
+            None => ("none", None, Duration::ZERO),
+        }
+    }
+
     /// How long the function ran of `total`: less any wait in the queue.
     fn run(&self, total: Duration) -> Duration {
-        let waited = match self.temperature {
-            Some(Temperature::Queued { waited })
-            | Some(Temperature::Cold { waited, .. })
-            | Some(Temperature::Thawed { waited, .. }) => waited,
-            _ => Duration::ZERO,
-        };
-        total.saturating_sub(waited)
+        total.saturating_sub(self.start().2)
     }
 }
 
 impl Report {
     /// The REPORT line for an invocation that took `total` since arrival.
     fn line(&self, total: Duration, used: yun_types::Used) -> String {
-        let (kind, init, waited) = match self.temperature {
-            Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
-            Some(Temperature::Queued { waited }) => ("queued", None, waited),
-            Some(Temperature::Cold { init, waited }) => ("cold", Some(init), waited),
-            Some(Temperature::Thawed { thaw, waited }) => ("thawed", Some(thaw), waited),
-            None => ("none", None, Duration::ZERO),
-        };
+        let (kind, init, waited) = self.start();
         let run = total.saturating_sub(waited);
         let mut line = format!(
             "REPORT Start: {kind} Duration: {:.2} ms Billed Duration: {} ms Memory Size: {} MB Total: {:.2} ms Status: {}",
@@ -180,13 +181,7 @@ impl Report {
 
 impl Report {
     fn record(&self, now: u64, total: Duration, used: yun_types::Used) -> yun_telemetry::Record {
-        let (start, init, waited) = match self.temperature {
-            Some(Temperature::Warm) => ("warm", None, Duration::ZERO),
-            Some(Temperature::Queued { waited }) => ("queued", None, waited),
-            Some(Temperature::Cold { init, waited }) => ("cold", Some(init), waited),
-            Some(Temperature::Thawed { thaw, waited }) => ("thawed", Some(thaw), waited),
-            None => ("none", None, Duration::ZERO),
-        };
+        let (start, init, waited) = self.start();
         let run = total.saturating_sub(waited);
         yun_telemetry::Record {
             id: self.invocation_id.clone(),
@@ -275,11 +270,7 @@ impl Drop for Report {
         if !self.recording {
             return;
         }
-        let init = match self.temperature {
-            Some(Temperature::Cold { init, .. }) => Some(init.as_secs_f64()),
-            Some(Temperature::Thawed { thaw, .. }) => Some(thaw.as_secs_f64()),
-            _ => None,
-        };
+        let init = self.start().1.map(|d| d.as_secs_f64());
         self.metrics.observe(yun_telemetry::Observation {
             labels: &self.deployment.metric_labels,
             status: self.status,

@@ -642,18 +642,12 @@ impl Cx<'_> {
         let mut buckets = Vec::with_capacity(f.buckets.len());
         for b in &f.buckets {
             let name = b.get_ref();
-            let valid = (3..=63).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
-                && name.as_bytes()[0].is_ascii_alphanumeric()
-                && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-            if !valid {
+            if !yun_types::is_bucket_name(name) {
                 return Err(self.err(
                     b.span(),
                     sub("buckets"),
                     format!(
-                        "{name:?} is not a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens"
+                        "{name:?} is not a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens, by S3's rules"
                     ),
                 ));
             }

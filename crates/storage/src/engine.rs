@@ -306,30 +306,13 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// S3's rules: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and
-/// ending with a letter or digit, no `..`, not an IP address.
+/// S3's rules ([`yun_types::is_bucket_name`], which yun.toml is checked against too).
 pub fn validate_bucket_name(name: &str) -> Result<(), StorageError> {
-    let bad = || StorageError::InvalidBucketName(name.to_owned());
-    let b = name.as_bytes();
-    if !(3..=63).contains(&b.len()) {
-        return Err(bad());
+    if yun_types::is_bucket_name(name) {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidBucketName(name.to_owned()))
     }
-    if !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-') {
-        return Err(bad());
-    }
-    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !edge(b[0])
-        || !edge(b[b.len() - 1])
-        || name.contains("..")
-        || name.contains(".-")
-        || name.contains("-.")
-    {
-        return Err(bad());
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() || name.starts_with("xn--") {
-        return Err(bad());
-    }
-    Ok(())
 }
 
 /// Any UTF-8 of 1 to 1024 bytes is a key: keys live only in redb, never in paths.

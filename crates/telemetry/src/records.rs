@@ -229,7 +229,7 @@ impl Records {
     pub fn get(&self, id: &str) -> Result<Vec<Record>, RecordError> {
         self.flush()?;
         // A UUIDv7 id says when it was made; its runs started then or later (retries).
-        let made = uuid_v7_ms(id).map_or(0, |ms| ms.saturating_sub(1000));
+        let made = yun_types::uuid_v7_ms(id).map_or(0, |ms| ms.saturating_sub(1000));
         let candidates: Vec<(String, Batch)> = {
             let writer = self.inner.writing.lock().unwrap_or_else(|p| p.into_inner());
             writer
@@ -449,15 +449,6 @@ fn encode(records: &[Record]) -> Result<Vec<u8>, RecordError> {
 
 fn decode(bytes: &[u8]) -> Result<Vec<Record>, RecordError> {
     postcard::from_bytes(bytes).map_err(|e| RecordError::Corrupt(e.to_string()))
-}
-
-/// The time a UUIDv7 was made (its first 48 bits), if `id` is one.
-fn uuid_v7_ms(id: &str) -> Option<u64> {
-    let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || hex.as_bytes().get(12) != Some(&b'7') {
-        return None;
-    }
-    u64::from_str_radix(&hex[..12], 16).ok()
 }
 
 #[cfg(test)]

@@ -1036,6 +1036,32 @@ pub struct Used {
     pub cpu_ms: Option<f64>,
 }
 
+/// Whether `name` is a bucket name by S3's rules: 3-63 characters, lowercase letters, digits,
+/// dots and hyphens, starting and ending with a letter or digit, no `..`, `.-` or `-.`, not an
+/// IP address, not starting `xn--`.
+pub fn is_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && edge(b[0])
+        && edge(b[b.len() - 1])
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+        && !name.starts_with("xn--")
+}
+
+/// The time a UUIDv7 (an invocation id) was made, its first 48 bits, if `id` is one.
+pub fn uuid_v7_ms(id: &str) -> Option<u64> {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || hex.as_bytes().get(12) != Some(&b'7') {
+        return None;
+    }
+    u64::from_str_radix(&hex[..12], 16).ok()
+}
+
 /// Milliseconds since the Unix epoch, the one timestamp format yun stores.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
