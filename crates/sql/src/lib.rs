@@ -1,0 +1,27 @@
+//! yun's SQL databases: one SQLite file per app, confined to itself.
+//!
+//! [`Sql`] keeps `<dir>/<app>.sqlite3` for each app (WAL, `synchronous=FULL`, foreign keys on)
+//! and runs [`Batch`]es of statements on it, each batch in one transaction, on a blocking
+//! thread with a cached connection. User statements pass an authorizer: no ATTACH, no VACUUM
+//! (INTO), no `load_extension`, no TEMP objects, no `_yun_*` tables, and only harmless pragmas;
+//! a size limit (`max_page_count`), a batch timeout and a result bound apply. Writes to watched
+//! tables are recorded, in the same transaction, in an outbox of ordered [`Change`]s.
+//!
+//! The JSON forms of requests, results and values are in [`batch`] and [`value`].
+//!
+//! It is not: the HTTP API, the CLI or the wasm host interface (they are built on this), a
+//! replicated or networked database, or a delivery mechanism for changes (consumers poll
+//! [`Sql::changes`] and wait on [`Sql::subscribe`]).
+
+pub mod batch;
+mod db;
+mod engine;
+mod error;
+pub mod value;
+
+pub use batch::{Batch, BatchResult, Statement, StatementResult};
+pub use engine::{
+    Change, Clock, ColumnSchema, Config, DbSize, Op, Sql, SystemClock, TableSchema, validate_app,
+};
+pub use error::{SqlError, StatementError};
+pub use value::{Params, Value};
