@@ -183,7 +183,9 @@ impl StoreState {
 }
 
 pub(crate) struct Shared {
-    pub(crate) db: Database,
+    /// Taken out at `close` (the writer holds its own reference until it ends), so the file
+    /// can be opened again in this process.
+    pub(crate) db: RwLock<Option<Arc<Database>>>,
     pub(crate) config: Config,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) stores: RwLock<HashMap<String, Arc<StoreState>>>,
@@ -346,14 +348,15 @@ impl Kv {
         txn.open_table(CURSORS)?;
         txn.open_table(META)?;
         txn.commit()?;
+        let db = Arc::new(db);
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(db.clone())),
             clock: config.clock.clone(),
             config,
             stores: RwLock::new(HashMap::new()),
             queue: Queue::default(),
         });
-        let mut writer = Writer::new(shared.clone());
+        let mut writer = Writer::new(shared.clone(), db);
         writer.load()?;
         let thread = std::thread::Builder::new().name("yun-kv-writer".into()).spawn(move || writer.run())?;
         Ok(Kv { inner: Arc::new(KvInner { shared, thread: Mutex::new(Some(thread)) }) })
@@ -374,6 +377,7 @@ impl Kv {
                 .map_err(|e| KvError::Db(e.to_string()))?
                 .map_err(|_| KvError::Db("the writer panicked".into()))?;
         }
+        self.shared().db.write().take();
         Ok(())
     }
 
@@ -401,6 +405,11 @@ impl Kv {
 
     fn store(&self, name: &str) -> Result<Arc<StoreState>, KvError> {
         self.shared().stores.read().get(name).cloned().ok_or_else(|| KvError::NoSuchStore(name.to_string()))
+    }
+
+    fn read_txn(&self) -> Result<redb::ReadTransaction, KvError> {
+        let db = self.shared().db.read().clone().ok_or(KvError::Closed)?;
+        Ok(db.begin_read()?)
     }
 
     fn info(st: &StoreState) -> StoreInfo {
@@ -438,7 +447,7 @@ impl Kv {
     /// Records are only ever read once they are committed (durable under `Durability::Fsync`).
     pub fn changes(&self, store: &str, after_seq: u64, limit: usize) -> Result<Vec<Change>, KvError> {
         let st = self.store(store)?;
-        let txn = self.shared().db.begin_read()?;
+        let txn = self.read_txn()?;
         let table = txn.open_table(CHANGES)?;
         let mut out = Vec::new();
         let Some(from) = after_seq.checked_add(1) else { return Ok(out) };
@@ -463,7 +472,7 @@ impl Kv {
     /// Where `consumer` last acknowledged, if it ever did.
     pub fn consumer_position(&self, store: &str, consumer: &str) -> Result<Option<u64>, KvError> {
         let st = self.store(store)?;
-        let txn = self.shared().db.begin_read()?;
+        let txn = self.read_txn()?;
         Ok(txn.open_table(CURSORS)?.get((st.id, consumer))?.map(|v| v.value()))
     }
 

@@ -116,6 +116,7 @@ enum Done {
 
 pub(crate) struct Writer {
     shared: Arc<Shared>,
+    db: Arc<redb::Database>,
     by_id: HashMap<u32, Arc<StoreState>>,
     seqs: HashMap<u32, Seqs>,
     consumers: HashMap<u32, BTreeMap<String, u64>>,
@@ -164,9 +165,10 @@ fn too_large(len: usize, max: usize) -> Result<(), KvError> {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Writer {
+    pub(crate) fn new(shared: Arc<Shared>, db: Arc<redb::Database>) -> Writer {
         Writer {
             shared,
+            db,
             by_id: HashMap::new(),
             seqs: HashMap::new(),
             consumers: HashMap::new(),
@@ -186,7 +188,7 @@ impl Writer {
     /// they hold what the failed group did, and are rebuilt (existing stores in place, so
     /// handles to them keep working).
     pub(crate) fn load(&mut self) -> Result<(), KvError> {
-        let txn = self.shared.db.begin_read()?;
+        let txn = self.db.begin_read()?;
         let mut disk_stores: HashMap<String, StoreMeta> = HashMap::new();
         for row in txn.open_table(STORES)?.iter()? {
             let (name, meta) = row?;
@@ -341,7 +343,7 @@ impl Writer {
         final_commit: bool,
     ) -> Result<(), KvError> {
         let config = self.shared.config.clone();
-        let mut txn = self.shared.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
         let durable = match config.durability {
             Durability::Fsync => true,
             Durability::None => final_commit || self.last_durable.elapsed() >= CHECKPOINT,
