@@ -146,6 +146,20 @@ impl Shared {
 fn check(ctx: &AuthContext<'_>) -> Result<(), String> {
     use AuthAction as A;
     let reserved_name = || format!("names starting with {RESERVED_PREFIX} are reserved for yun");
+    const TEMP: &str =
+        "TEMP tables, indexes, triggers and views: they would live outside the database and its size limit";
+    // `CREATE TABLE temp.x` is authorized as a plain CREATE TABLE, in the temp schema.
+    let creates = matches!(
+        ctx.action,
+        A::CreateTable { .. }
+            | A::CreateIndex { .. }
+            | A::CreateTrigger { .. }
+            | A::CreateView { .. }
+            | A::CreateVtable { .. }
+    );
+    if creates && ctx.database_name.is_some_and(|d| d.eq_ignore_ascii_case("temp")) {
+        return Err(TEMP.into());
+    }
     match ctx.action {
         A::Attach { .. } => Err("ATTACH: an app can use only its own database".into()),
         A::Detach { .. } => Err("DETACH: an app can use only its own database".into()),
@@ -159,10 +173,7 @@ fn check(ctx: &AuthContext<'_>) -> Result<(), String> {
         A::CreateTempTable { .. }
         | A::CreateTempIndex { .. }
         | A::CreateTempTrigger { .. }
-        | A::CreateTempView { .. } => {
-            Err("TEMP tables, indexes, triggers and views: they would live outside the database and its size limit"
-                .into())
-        }
+        | A::CreateTempView { .. } => Err(TEMP.into()),
         A::Read { table_name, .. }
         | A::Insert { table_name }
         | A::Update { table_name, .. }
@@ -317,6 +328,10 @@ impl Db {
     }
 
     fn map_err(&self, e: rusqlite::Error) -> StatementError {
+        // Some denials (a function) surface as a plain SQLITE_ERROR, so the reason decides.
+        if let Some(why) = lock(&self.shared.denied).take() {
+            return StatementError::Denied(why);
+        }
         match &e {
             rusqlite::Error::SqliteFailure(f, msg) => match f.code {
                 ErrorCode::DiskFull => StatementError::Full { limit: self.limit_bytes },
@@ -324,10 +339,7 @@ impl Db {
                     StatementError::Timeout { ms: self.timeout.as_millis() as u64 }
                 }
                 ErrorCode::AuthorizationForStatementDenied => {
-                    let why = lock(&self.shared.denied).take();
-                    StatementError::Denied(
-                        why.or_else(|| msg.clone()).unwrap_or_else(|| "not authorized".into()),
-                    )
+                    StatementError::Denied(msg.clone().unwrap_or_else(|| "not authorized".into()))
                 }
                 _ => StatementError::Sqlite(e.to_string()),
             },
@@ -437,6 +449,7 @@ impl Db {
             }
             _ => {}
         }
+        lock(&self.shared.denied).take();
         let mut stmt = self.conn.prepare_cached(&st.sql).map_err(|e| self.map_err(e))?;
         if read_only && !stmt.readonly() {
             return Err(StatementError::NotReadOnly);
@@ -514,7 +527,8 @@ impl Db {
         {
             let mut w = lock(&self.shared.watched);
             w.all = tables.iter().any(|t| t == ALL_TABLES);
-            w.tables = tables.into_iter().filter(|t| t != ALL_TABLES).collect();
+            w.tables =
+                tables.into_iter().filter(|t| t != ALL_TABLES).map(|t| t.to_ascii_lowercase()).collect();
         }
         if on != self.hooked {
             if on {

@@ -337,7 +337,7 @@ impl Sql {
         if !valid {
             return Err(SqlError::InvalidTable(table.to_owned()));
         }
-        let (app, table) = (app.to_owned(), table.to_owned());
+        let (app, table) = (app.to_owned(), table.to_ascii_lowercase());
         self.blocking(move |inner| inner.with_db(&app, on, |db| db.watch(&table, on))).await
     }
 
