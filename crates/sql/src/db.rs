@@ -174,6 +174,12 @@ fn check(ctx: &AuthContext<'_>) -> Result<(), String> {
         | A::CreateTempIndex { .. }
         | A::CreateTempTrigger { .. }
         | A::CreateTempView { .. } => Err(TEMP.into()),
+        // It holds the outbox's sequence: rewinding it would reuse change numbers.
+        A::Insert { table_name } | A::Update { table_name, .. } | A::Delete { table_name }
+            if table_name.eq_ignore_ascii_case("sqlite_sequence") =>
+        {
+            Err("writing sqlite_sequence: SQLite (and yun's outbox) keep it".into())
+        }
         A::Read { table_name, .. }
         | A::Insert { table_name }
         | A::Update { table_name, .. }

@@ -169,8 +169,6 @@ pub fn validate_app(name: &str) -> Result<(), SqlError> {
 enum State {
     Closed,
     Open(Box<Db>),
-    /// `delete` took it away: whoever still holds this slot must look the app up again.
-    Deleted,
 }
 
 type Slot = Arc<Mutex<State>>;
@@ -219,8 +217,8 @@ impl Inner {
         let slot: Slot = Arc::new(Mutex::new(State::Closed));
         cache.slots.insert(app.to_owned(), (slot.clone(), tick));
         while cache.slots.len() > self.config.max_open.max(1) {
-            // Only an idle connection is closed: one in use would otherwise be opened a second
-            // time beside itself, which `delete` could not see.
+            // Only an idle connection is closed: so an app never has two slots, and `delete`,
+            // which locks the one slot, excludes every batch of the app.
             let idle = cache
                 .slots
                 .iter()
@@ -244,23 +242,18 @@ impl Inner {
         f: impl FnOnce(&mut Db) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         validate_app(app)?;
-        loop {
-            let slot = self.slot(app);
-            let mut state = lock(&slot);
-            match &mut *state {
-                State::Deleted => continue,
-                State::Open(db) => return f(db),
-                State::Closed => {
-                    let path = self.path(app);
-                    if !create && !path.exists() {
-                        return Err(SqlError::NoDatabase(app.to_owned()));
-                    }
-                    let db = Db::open(&path, &self.config)?;
-                    *state = State::Open(Box::new(db));
-                    let State::Open(db) = &mut *state else { unreachable!("just opened") };
-                    return f(db);
-                }
+        let slot = self.slot(app);
+        let mut state = lock(&slot);
+        if let State::Closed = &*state {
+            let path = self.path(app);
+            if !create && !path.exists() {
+                return Err(SqlError::NoDatabase(app.to_owned()));
             }
+            *state = State::Open(Box::new(Db::open(&path, &self.config)?));
+        }
+        match &mut *state {
+            State::Open(db) => f(db),
+            State::Closed => unreachable!("opened above"),
         }
     }
 
@@ -397,18 +390,16 @@ impl Sql {
     }
 
     /// Closes and removes the app's database with its WAL and shared-memory files; returns
-    /// whether it existed. Batches already waiting for it see a new, empty database.
+    /// whether it existed. A batch in progress finishes first; batches waiting for it, and
+    /// later ones, see a new, empty database.
     pub async fn delete(&self, app: &str) -> Result<bool, SqlError> {
         validate_app(app)?;
         let app = app.to_owned();
         self.blocking(move |inner| {
-            let slot = lock(&inner.cache).slots.remove(&app).map(|(s, _)| s);
-            // Wait out a batch in progress, then close before unlinking.
-            let _closed = slot.as_ref().map(|s| {
-                let mut state = lock(s);
-                *state = State::Deleted;
-                state
-            });
+            let slot = inner.slot(&app);
+            // Waits out a batch in progress; the connection closes before the files go.
+            let mut state = lock(&slot);
+            *state = State::Closed;
             let path = inner.path(&app);
             let existed = match std::fs::remove_file(&path) {
                 Ok(()) => true,

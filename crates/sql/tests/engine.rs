@@ -221,6 +221,8 @@ async fn confinement_denies_what_reaches_outside() {
         ("SELECT * FROM _yun_changes".into(), "_yun_"),
         ("CREATE TABLE _YUN_changes (x)".into(), "_yun_"),
         ("ALTER TABLE t RENAME TO _yun_watch".into(), "_yun_"),
+        ("DELETE FROM sqlite_sequence".into(), "sqlite_sequence"),
+        ("UPDATE sqlite_sequence SET seq = 0".into(), "sqlite_sequence"),
         ("BEGIN".into(), "BEGIN/COMMIT/ROLLBACK"),
         ("COMMIT".into(), "BEGIN/COMMIT/ROLLBACK"),
         ("ROLLBACK".into(), "BEGIN/COMMIT/ROLLBACK"),
