@@ -4,7 +4,7 @@
 //! Clients only ever send arrays of bulk strings (or an inline line), so that is all this accepts:
 //! any other frame type from a client is a protocol error, as it is for Redis.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest `*N` / `$N` header line: 20 digits and a sign fit with room to spare; anything longer
 /// without a CR is garbage, not a slow client.
@@ -126,8 +126,11 @@ impl Decoder {
                         Some(args) => return Ok(Some(args)),
                     }
                 }
-                let Some(n) = header(buf, ProtocolError::MultibulkHeaderTooBig)? else { return Ok(None) };
-                let n = parse_len(&n).ok_or(ProtocolError::InvalidMultibulkLength)?;
+                let Some(n) =
+                    header(buf, ProtocolError::MultibulkHeaderTooBig, ProtocolError::InvalidMultibulkLength)?
+                else {
+                    return Ok(None);
+                };
                 if n <= 0 {
                     continue;
                 }
@@ -151,10 +154,11 @@ impl Decoder {
                         if first != b'$' {
                             return Err(ProtocolError::ExpectedBulk(first.escape_ascii().to_string()));
                         }
-                        let Some(line) = header(buf, ProtocolError::BulkHeaderTooBig)? else {
+                        let Some(len) =
+                            header(buf, ProtocolError::BulkHeaderTooBig, ProtocolError::InvalidBulkLength)?
+                        else {
                             return Ok(None);
                         };
-                        let len = parse_len(&line).ok_or(ProtocolError::InvalidBulkLength)?;
                         if len < 0 || len as u64 > limits.max_bulk_len as u64 {
                             return Err(if limits.unauthenticated && len >= 0 {
                                 ProtocolError::UnauthenticatedBulkLength
@@ -181,10 +185,10 @@ impl Decoder {
                     buf.split_to(len).freeze()
                 } else {
                     let arg = Bytes::copy_from_slice(&buf[..len]);
-                    let _ = buf.split_to(len);
+                    buf.advance(len);
                     arg
                 };
-                let _ = buf.split_to(2);
+                buf.advance(2);
                 self.args.push(arg);
                 self.bulk_len = None;
                 self.remaining -= 1;
@@ -194,9 +198,13 @@ impl Decoder {
     }
 }
 
-/// The header line at the start of `buf` (after its type byte, without CRLF), consumed; `None`
-/// until the whole line is there.
-fn header(buf: &mut BytesMut, too_big: ProtocolError) -> Result<Option<BytesMut>, ProtocolError> {
+/// The number in the header line at the start of `buf` (after its type byte), consumed with its
+/// CRLF; `None` until the whole line is there.
+fn header(
+    buf: &mut BytesMut,
+    too_big: ProtocolError,
+    invalid: ProtocolError,
+) -> Result<Option<i64>, ProtocolError> {
     let window = &buf[..buf.len().min(MAX_HEADER_LEN)];
     let Some(cr) = window.iter().position(|&b| b == b'\r') else {
         return if buf.len() >= MAX_HEADER_LEN { Err(too_big) } else { Ok(None) };
@@ -207,10 +215,9 @@ fn header(buf: &mut BytesMut, too_big: ProtocolError) -> Result<Option<BytesMut>
     if buf[cr + 1] != b'\n' {
         return Err(ProtocolError::ExpectedCrlf);
     }
-    let mut line = buf.split_to(cr + 2);
-    line.truncate(cr);
-    let _ = line.split_to(1);
-    Ok(Some(line))
+    let n = parse_len(&buf[1..cr]).ok_or(invalid)?;
+    buf.advance(cr + 2);
+    Ok(Some(n))
 }
 
 /// A length in a header: a decimal integer, possibly negative, nothing else.
@@ -230,8 +237,7 @@ fn decode_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes
     let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
         return if buf.len() > limits.max_inline_len { Err(ProtocolError::InlineTooBig) } else { Ok(None) };
     };
-    let line = buf.split_to(newline + 1);
-    let mut line = &line[..newline];
+    let mut line = &buf[..newline];
     if let Some(stripped) = line.strip_suffix(b"\r") {
         line = stripped;
     }
@@ -239,6 +245,7 @@ fn decode_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes
         return Err(ProtocolError::InlineTooBig);
     }
     let args = split_args(line).ok_or(ProtocolError::UnbalancedQuotes)?;
+    buf.advance(newline + 1);
     if args.len() > limits.max_array_len {
         return Err(if limits.unauthenticated {
             ProtocolError::UnauthenticatedMultibulkLength

@@ -247,9 +247,29 @@ async fn connection<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send>(
         conn.write_out().await?;
         if quit || malformed.is_some() || *stop.borrow() {
             let _ = conn.stream.shutdown().await;
+            linger(&mut conn.stream).await;
             return Ok(());
         }
     }
+}
+
+/// After the last reply, reads and drops what the client still sends for a moment: closing a
+/// socket with unread input makes the kernel reset the connection, and a reset can overtake the
+/// reply (the protocol error, QUIT's OK) on its way to the client.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
+    const LINGER: Duration = Duration::from_millis(500);
+    const LINGER_BYTES: usize = 1024 * 1024;
+    let mut sink = [0u8; 8192];
+    let mut total = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while total < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
 }
 
 impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin + Send> Conn<'_, H, S> {

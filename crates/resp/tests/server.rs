@@ -431,3 +431,42 @@ impl CallBytes for Client {
         self.read().await
     }
 }
+
+#[tokio::test]
+async fn a_connection_stuck_in_the_handler_is_dropped_after_the_drain_timeout() {
+    let config = Config { drain_timeout: Duration::from_millis(200), ..config() };
+    let mut server = Server::start(Fake::default(), config).await;
+    let mut stuck = server.connect().await;
+    stuck.send(b"GET gate\r\n").await;
+    server.handler.entered.notified().await;
+    server.shutdown();
+    // The gate is never released: serve returns anyway and the connection is closed unanswered.
+    tokio::time::timeout(Duration::from_secs(5), &mut server.task).await.unwrap().unwrap().unwrap();
+    assert!(stuck.closed().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_does_not_read_is_dropped_after_the_write_timeout() {
+    let config = Config { write_timeout: Duration::from_secs(30), idle_timeout: None, ..config() };
+    let server = Server::start(Fake::default(), config).await;
+    let mut client = server.connect().await;
+    let value = vec![b'x'; 1024 * 1024];
+    assert_eq!(client.call_bytes(&[b"SET", b"big", &value]).await, Value::ok());
+    let mut input = Vec::new();
+    for _ in 0..64 {
+        input.extend(encode(&[b"GET", b"big"]));
+    }
+    client.send(&input).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    // What the kernel buffered before the server gave up arrives; then the connection ends,
+    // well short of the 64 MiB asked for.
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut client.reader, &mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    assert!(received < 32 * 1024 * 1024, "{received}");
+}
