@@ -536,6 +536,9 @@ impl Db {
             w.tables =
                 tables.into_iter().filter(|t| t != ALL_TABLES).map(|t| t.to_ascii_lowercase()).collect();
         }
+        // A cached `DELETE FROM t` was compiled with the truncate optimization if `t` was not
+        // watched then, and would delete without telling the hook.
+        self.conn.flush_prepared_statement_cache();
         if on != self.hooked {
             if on {
                 let s = self.shared.clone();

@@ -538,6 +538,22 @@ async fn changes_of_watched_tables_are_recorded_in_order() {
 }
 
 #[tokio::test]
+async fn a_delete_prepared_before_the_table_was_watched_reports_its_rows() {
+    let (_d, sql) = open(Config::default());
+    run(&sql, "app", &["CREATE TABLE a (x)", "CREATE TABLE b (y)"]).await.unwrap();
+    // The outbox tables exist from here on, so watching `b` later changes no schema (which
+    // would make SQLite prepare cached statements again by itself).
+    sql.watch("app", "a").await.unwrap();
+    // Prepared (and cached) while `b` is unwatched: SQLite may empty the table at once.
+    run(&sql, "app", &["DELETE FROM b", "INSERT INTO b VALUES (1), (2)"]).await.unwrap();
+    sql.watch("app", "b").await.unwrap();
+    run(&sql, "app", &["DELETE FROM b"]).await.unwrap();
+    let c = sql.changes("app", 0, 10).await.unwrap();
+    let got: Vec<(&str, Op, i64)> = c.iter().map(|c| (c.table.as_str(), c.op, c.rowid)).collect();
+    assert_eq!(got, [("b", Op::Delete, 1), ("b", Op::Delete, 2)]);
+}
+
+#[tokio::test]
 async fn watching_every_table_and_waking_a_consumer() {
     let (_d, sql) = open(Config::default());
     run(&sql, "app", &["CREATE TABLE a (x)", "CREATE TABLE b (y)"]).await.unwrap();
