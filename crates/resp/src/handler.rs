@@ -10,8 +10,8 @@ use crate::reply::Reply;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// Unknown user, wrong password, disabled key: the client sees
-    /// `-WRONGPASS invalid username-password pair or user is disabled`.
-    #[error("invalid username-password pair or user is disabled")]
+    /// `-WRONGPASS invalid username-password pair or user is disabled.` (with Redis' full stop).
+    #[error("invalid username-password pair or user is disabled.")]
     Invalid,
     /// The check itself failed (the key store is unavailable): `-ERR <message>`.
     #[error("{0}")]

@@ -144,7 +144,7 @@ async fn auth_flow() {
     assert_eq!(client.call(&["AUTH", "a", "b", "c"]).await, Value::err("ERR syntax error"));
     assert_eq!(
         client.call(&["AUTH", "wrong"]).await,
-        Value::err("WRONGPASS invalid username-password pair or user is disabled")
+        Value::err("WRONGPASS invalid username-password pair or user is disabled.")
     );
     assert_eq!(client.call(&["AUTH", "unavailable"]).await, Value::err("ERR the key store is unavailable"));
     assert_eq!(client.call(&["HELLO", "3"]).await.text().split(' ').next(), Some("NOAUTH"));
