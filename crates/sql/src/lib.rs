@@ -9,6 +9,21 @@
 //!
 //! The JSON forms of requests, results and values are in [`batch`] and [`value`].
 //!
+//! # Change capture
+//!
+//! Off until [`Sql::watch`] names a table (or `"*"` for every table) of an app; the set is kept
+//! in the database (`_yun_watch`), so it survives restarts. Until then no hook is installed
+//! and writes cost nothing extra. For a watched table SQLite's update hook notes each
+//! inserted, updated or deleted rowid; after each statement the engine reads the changed rows
+//! (as JSON objects) and, just before the batch commits, appends them to `_yun_changes` in the
+//! same transaction, so a change is recorded if and only if its batch commits. Consumers read
+//! [`Sql::changes`] past their cursor, [`Sql::trim`] what they have handled, and await
+//! [`Sql::subscribe`] for more. Limits, from SQLite's update hook: WITHOUT ROWID tables and
+//! `DROP TABLE` report nothing; a row deleted because `INSERT OR REPLACE` conflicted on a
+//! column other than the rowid reports nothing (one replaced on its rowid shows as an insert
+//! of that rowid); a delete carries no old values. The outbox counts against the size limit,
+//! and a batch's changes are held in memory until it commits.
+//!
 //! It is not: the HTTP API, the CLI or the wasm host interface (they are built on this), a
 //! replicated or networked database, or a delivery mechanism for changes (consumers poll
 //! [`Sql::changes`] and wait on [`Sql::subscribe`]).

@@ -687,3 +687,114 @@ async fn more_apps_than_open_connections() {
         assert_eq!(query(&sql, app, "SELECT count(*) FROM t").await, [[Value::Integer(3)]]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_on_one_app_all_commit() {
+    let (_d, sql) = open(Config::default());
+    run(
+        &sql,
+        "app",
+        &[
+            "CREATE TABLE t (task INTEGER, i INTEGER, UNIQUE (task, i))",
+            "CREATE TABLE n (c INTEGER)",
+            "INSERT INTO n VALUES (0)",
+        ],
+    )
+    .await
+    .unwrap();
+    sql.watch("app", "t").await.unwrap();
+    let tasks: Vec<_> = (0..8i64)
+        .map(|task| {
+            let sql = sql.clone();
+            tokio::spawn(async move {
+                for i in 0..25i64 {
+                    let b = Batch::new([
+                        Statement::with_params("INSERT INTO t VALUES (?, ?)", [task.into(), i.into()]),
+                        Statement::new("UPDATE n SET c = c + 1"),
+                    ]);
+                    sql.execute("app", b).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(query(&sql, "app", "SELECT count(*) FROM t").await, [[Value::Integer(200)]]);
+    assert_eq!(query(&sql, "app", "SELECT c FROM n").await, [[Value::Integer(200)]]);
+    let seqs: Vec<u64> = sql.changes("app", 0, 1000).await.unwrap().iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn replace_and_upsert_show_as_changes_of_the_row() {
+    let (_d, sql) = open(Config::default());
+    run(
+        &sql,
+        "app",
+        &["CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)", "CREATE TABLE r (id INTEGER PRIMARY KEY, v TEXT)"],
+    )
+    .await
+    .unwrap();
+    sql.watch("app", "*").await.unwrap();
+    run(
+        &sql,
+        "app",
+        &[
+            "INSERT INTO kv VALUES ('a', '1')",
+            "INSERT INTO kv VALUES ('a', '2') ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            "INSERT INTO r VALUES (1, 'x')",
+            "INSERT OR REPLACE INTO r VALUES (1, 'y')",
+        ],
+    )
+    .await
+    .unwrap();
+    let c = sql.changes("app", 0, 10).await.unwrap();
+    let got: Vec<(&str, Op, serde_json::Value)> =
+        c.iter().map(|c| (c.table.as_str(), c.op, c.row.clone().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            ("kv", Op::Insert, serde_json::json!({"k": "a", "v": "1"})),
+            ("kv", Op::Update, serde_json::json!({"k": "a", "v": "2"})),
+            ("r", Op::Insert, serde_json::json!({"id": 1, "v": "x"})),
+            ("r", Op::Insert, serde_json::json!({"id": 1, "v": "y"})),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_full_database_with_a_watched_table_still_deletes() {
+    let limit = 128 * 1024;
+    let (_d, sql) = open(Config { max_db_bytes: limit, ..Config::default() });
+    run(&sql, "app", &["CREATE TABLE s (id INTEGER PRIMARY KEY, v TEXT)"]).await.unwrap();
+    sql.watch("app", "s").await.unwrap();
+    let mut n = 0i64;
+    let err = loop {
+        let b = Batch::new([Statement::with_params(
+            "INSERT INTO s (v) VALUES (?)",
+            [format!("{n:0>300}").into()],
+        )]);
+        match sql.execute("app", b).await {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            err,
+            SqlError::Statement { error: StatementError::Full { .. }, .. }
+                | SqlError::Commit(StatementError::Full { .. })
+        ),
+        "{err}"
+    );
+    // Deletes still work though each adds an outbox row: the pages they free are reused.
+    let last = sql.changes("app", 0, usize::MAX).await.unwrap().last().unwrap().seq;
+    assert_eq!(last, n as u64);
+    run(&sql, "app", &["DELETE FROM s WHERE id <= 10"]).await.unwrap();
+    assert_eq!(sql.changes("app", last, 100).await.unwrap().len(), 10);
+    assert_eq!(query(&sql, "app", "SELECT count(*) FROM s").await, [[Value::Integer(n - 10)]]);
+    // Trimming what consumers have read makes room for writes again.
+    assert_eq!(sql.trim("app", last + 10).await.unwrap(), n as u64 + 10);
+    run(&sql, "app", &["INSERT INTO s (v) VALUES ('fits again')"]).await.unwrap();
+}
