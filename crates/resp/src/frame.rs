@@ -14,6 +14,9 @@ const MAX_HEADER_LEN: usize = 64;
 /// copied, so a handler that keeps a small key does not pin the whole buffer it arrived in.
 const SHARE_MIN: usize = 16 * 1024;
 
+/// What each argument counts for in [`Limits::max_request_len`] besides its bytes.
+pub const ARG_OVERHEAD: usize = size_of::<Bytes>();
+
 /// What a client may send in one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -23,7 +26,8 @@ pub struct Limits {
     pub max_array_len: usize,
     /// Longest inline command line, without its line ending.
     pub max_inline_len: usize,
-    /// Most bytes of arguments in one request, summed.
+    /// Most memory one request's arguments may take: their bytes plus [`ARG_OVERHEAD`] each,
+    /// so a million empty arguments count for what they cost.
     pub max_request_len: usize,
     /// Whether these are the tight limits for a client that has not authenticated yet; only the
     /// error texts differ (Redis says "unauthenticated multibulk length" then).
@@ -50,7 +54,7 @@ impl Limits {
             max_bulk_len: self.max_bulk_len.min(16 * 1024),
             max_array_len: self.max_array_len.min(10),
             max_inline_len: self.max_inline_len,
-            max_request_len: self.max_request_len.min(10 * 16 * 1024),
+            max_request_len: self.max_request_len.min(10 * (16 * 1024 + ARG_OVERHEAD)),
             unauthenticated: true,
         }
     }
@@ -167,7 +171,7 @@ impl Decoder {
                             });
                         }
                         let len = len as usize;
-                        self.request_len += len;
+                        self.request_len += len + ARG_OVERHEAD;
                         if self.request_len > limits.max_request_len {
                             return Err(ProtocolError::RequestTooLarge);
                         }
@@ -441,6 +445,14 @@ mod tests {
             decode_all(b"*1\r\n$536870912\r\n", &Limits::default()).unwrap_err(),
             ProtocolError::InvalidBulkLength
         );
+        // Empty arguments still cost memory.
+        let many = Limits { max_request_len: 100 * ARG_OVERHEAD, ..Limits::default() };
+        let mut empties = b"*101\r\n".to_vec();
+        for _ in 0..101 {
+            empties.extend_from_slice(b"$0\r\n\r\n");
+        }
+        assert_eq!(decode_all(&empties, &many).unwrap_err(), ProtocolError::RequestTooLarge);
+        assert_eq!(decode_all(&empties[..empties.len() - 6], &many).map(|r| r.len()), Ok(0));
         let unauth = Limits::default().unauthenticated();
         assert_eq!(
             decode_all(b"*11\r\n", &unauth).unwrap_err(),

@@ -21,7 +21,7 @@ pub use command::{
     COMMAND_NAMES, ClientAttr, Command, CommandError, ExpireCondition, KeyType, MAX_RELATIVE_MILLIS, Request,
     SetCondition, SetTtl, Side, TtlUnit, parse, parse_int, valid_client_name,
 };
-pub use frame::{Decoder, Limits, ProtocolError, split_args};
+pub use frame::{ARG_OVERHEAD, Decoder, Limits, ProtocolError, split_args};
 pub use glob::glob_match;
 pub use handler::{AuthError, Handler, KeyspaceStats};
 pub use reply::{Protocol, Reply, format_double};
