@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{Action, AuthAction, AuthContext, Authorization};
@@ -18,7 +18,7 @@ use rusqlite::limits::Limit;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::batch::{Batch, BatchResult, Statement, StatementResult, leading_keyword};
-use crate::engine::{Change, ColumnSchema, Config, Op, TableSchema};
+use crate::engine::{Change, Clock, ColumnSchema, Config, Op, TableSchema};
 use crate::error::{SqlError, StatementError};
 use crate::value::{Params, Value};
 
@@ -96,9 +96,9 @@ struct Shared {
     internal: AtomicBool,
     /// Why the authorizer last said no: SQLite itself only reports "not authorized".
     denied: Mutex<Option<String>>,
-    /// Nanoseconds after `epoch` + 1 at which the running work is interrupted; 0 for none.
+    /// `clock.monotonic()` in nanoseconds + 1 at which the running work is interrupted; 0 for none.
     deadline: AtomicU64,
-    epoch: Instant,
+    clock: Arc<dyn Clock>,
     watched: Mutex<Watched>,
     captured: Mutex<Vec<Captured>>,
 }
@@ -112,7 +112,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn expired(&self) -> bool {
         let d = self.deadline.load(Ordering::Relaxed);
-        d != 0 && self.epoch.elapsed().as_nanos() as u64 + 1 >= d
+        d != 0 && self.clock.monotonic().as_nanos() as u64 + 1 >= d
     }
 
     fn is_watched(&self, table: &str) -> bool {
@@ -300,7 +300,7 @@ impl Db {
             internal: AtomicBool::new(false),
             denied: Mutex::new(None),
             deadline: AtomicU64::new(0),
-            epoch: Instant::now(),
+            clock: config.clock.clone(),
             watched: Mutex::new(Watched::default()),
             captured: Mutex::new(Vec::new()),
         });
@@ -315,7 +315,7 @@ impl Db {
     }
 
     fn deadline(&self) -> DeadlineGuard {
-        let at = self.shared.epoch.elapsed() + self.timeout;
+        let at = self.shared.clock.monotonic() + self.timeout;
         self.shared.deadline.store(at.as_nanos() as u64 + 1, Ordering::Relaxed);
         DeadlineGuard(self.shared.clone())
     }

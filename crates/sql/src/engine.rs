@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -22,18 +22,27 @@ const SUFFIX: &str = ".sqlite3";
 /// Files SQLite keeps beside a database in WAL mode (and a rollback journal, should one exist).
 const SIDE_FILES: &[&str] = &["-wal", "-shm", "-journal"];
 
-/// Milliseconds since the Unix epoch, for the time of change events.
+/// The engine's two clocks, replaceable in tests.
 pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch, for the time of change events.
     fn now_ms(&self) -> u64;
+    /// A monotonic time since an arbitrary start, for batch deadlines. Read from SQLite's
+    /// progress handler every thousand or so VM instructions, so it must be cheap.
+    fn monotonic(&self) -> Duration;
 }
 
-/// The system's wall clock.
+/// The system's wall clock and `Instant`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
+
+static START: OnceLock<Instant> = OnceLock::new();
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+    fn monotonic(&self) -> Duration {
+        START.get_or_init(Instant::now).elapsed()
     }
 }
 

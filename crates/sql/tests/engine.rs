@@ -6,11 +6,29 @@ use std::time::{Duration, Instant};
 
 use yun_sql::{Batch, Clock, Config, Op, Sql, SqlError, Statement, StatementError, StatementResult, Value};
 
-struct TestClock(AtomicU64);
+/// Wall time set by the test; monotonic time real unless the test moves it on.
+struct TestClock {
+    wall_ms: AtomicU64,
+    skew_ms: AtomicU64,
+    start: Instant,
+}
+
+impl TestClock {
+    fn new(wall_ms: u64) -> Arc<TestClock> {
+        Arc::new(TestClock {
+            wall_ms: AtomicU64::new(wall_ms),
+            skew_ms: AtomicU64::new(0),
+            start: Instant::now(),
+        })
+    }
+}
 
 impl Clock for TestClock {
     fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.wall_ms.load(Ordering::Relaxed)
+    }
+    fn monotonic(&self) -> Duration {
+        self.start.elapsed() + Duration::from_millis(self.skew_ms.load(Ordering::Relaxed))
     }
 }
 
@@ -384,6 +402,36 @@ async fn a_runaway_query_is_interrupted_and_the_database_keeps_working() {
     assert_eq!(r[1].rows, [[Value::Integer(2)]]);
 }
 
+/// The deadline follows the engine's monotonic clock: a runaway query is interrupted the
+/// moment the clock passes it, however long that took in real time.
+#[tokio::test]
+async fn the_deadline_follows_the_clock() {
+    let clock = TestClock::new(0);
+    let (_d, sql) =
+        open(Config { timeout: Duration::from_secs(3600), clock: clock.clone(), ..Config::default() });
+    let runaway = {
+        let sql = sql.clone();
+        tokio::spawn(async move {
+            run(
+                &sql,
+                "app",
+                &["WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT max(n) FROM r"],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!runaway.is_finished(), "an hour has not passed yet");
+    clock.skew_ms.store(3_600_000, Ordering::Relaxed);
+    let e = tokio::time::timeout(Duration::from_secs(10), runaway).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "statement 0 failed: interrupted: the batch ran longer than its 3600000 ms limit"
+    );
+    // The next batch gets a deadline of its own.
+    assert_eq!(run(&sql, "app", &["SELECT 1"]).await.unwrap()[0].rows, [[Value::Integer(1)]]);
+}
+
 #[tokio::test]
 async fn results_are_bounded() {
     let (_d, sql) = open(Config { max_result_rows: 10, max_result_bytes: 1000, ..Config::default() });
@@ -468,7 +516,7 @@ async fn scripts_run_statement_by_statement() {
 
 #[tokio::test]
 async fn changes_of_watched_tables_are_recorded_in_order() {
-    let clock = Arc::new(TestClock(AtomicU64::new(1_000)));
+    let clock = TestClock::new(1_000);
     let (dir, sql) = open(Config { clock: clock.clone(), ..Config::default() });
     run(&sql, "app", &["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB)", "CREATE TABLE quiet (x)"])
         .await
@@ -509,7 +557,7 @@ async fn changes_of_watched_tables_are_recorded_in_order() {
     assert!(c.iter().all(|c| c.table == "t" && c.time_ms == 1_000));
 
     // A failed batch records nothing; a DELETE without WHERE records every row.
-    clock.0.store(2_000, Ordering::Relaxed);
+    clock.wall_ms.store(2_000, Ordering::Relaxed);
     run(&sql, "app", &["INSERT INTO t (v) VALUES ('rolled back')", "SELEC"]).await.unwrap_err();
     run(&sql, "app", &["DELETE FROM t"]).await.unwrap();
     let c = sql.changes("app", 4, 100).await.unwrap();
