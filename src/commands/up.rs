@@ -224,7 +224,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let objects = match args.s3_listen.0 {
         Some(_) => {
             let root = data_dir.join("objects");
-            Some(Arc::new(yun_storage::ObjectStore::open(&root).with_context(|| {
+            Some(Arc::new(yun_storage::ObjectStore::open(&root).await.with_context(|| {
                 format!("opening the object store in {} (is another `yun up` using it?)", root.display())
             })?))
         }

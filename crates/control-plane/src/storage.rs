@@ -83,7 +83,7 @@ impl ControlPlane {
     pub(crate) async fn create_bucket(&self, bucket: &str) -> ApiResult {
         let store = self.storage()?.store.clone();
         let b = bucket.to_string();
-        tokio::task::spawn_blocking(move || store.create_bucket(&b)).await.map_err(internal)??;
+        store.create_bucket(&b).await?;
         Ok(body::json(201, &json!({ "bucket": bucket })))
     }
 
@@ -106,7 +106,7 @@ impl ControlPlane {
             ));
         }
         let b = bucket.to_string();
-        tokio::task::spawn_blocking(move || store.delete_bucket(&b)).await.map_err(internal)??;
+        store.delete_bucket(&b).await?;
         Ok(body::json(200, &json!({ "deleted": bucket })))
     }
 

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::Stream;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::StorageError;
-use crate::blobs::{BlobStream, Blobs, Staged, new_bucket_id};
+use crate::blobs::{BlobBackend, BlobStream, Blobs, FsBlobs, Staged, new_bucket_id};
 use crate::checksum::{self, ChecksumAlgorithm, Checksums};
 use crate::keys::{self, Keys};
 
@@ -302,6 +302,58 @@ struct Inner {
     waker: Arc<Notify>,
 }
 
+/// The parts' blobs one after another, as one body. A hand-written stream: built from stream
+/// combinators and async blocks, the S3 trait's future fails rustc's `Send` check for every
+/// lifetime.
+struct Pieces {
+    inner: Arc<Inner>,
+    bucket_id: String,
+    left: std::collections::VecDeque<(String, u64)>,
+    opening: Option<futures::future::BoxFuture<'static, io::Result<BlobStream>>>,
+    current: Option<BlobStream>,
+}
+
+impl futures::Stream for Pieces {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<io::Result<Bytes>>> {
+        use std::task::{Poll, ready};
+        loop {
+            if let Some(current) = self.current.as_mut() {
+                match ready!(current.as_mut().poll_next(cx)) {
+                    Some(item) => return Poll::Ready(Some(item)),
+                    None => self.current = None,
+                }
+            }
+            if let Some(opening) = self.opening.as_mut() {
+                let opened = ready!(opening.as_mut().poll(cx));
+                self.opening = None;
+                match opened {
+                    Ok(stream) => self.current = Some(stream),
+                    Err(e) => {
+                        self.left.clear();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                continue;
+            }
+            let Some((blob, size)) = self.left.pop_front() else { return Poll::Ready(None) };
+            let (inner, bucket_id) = (self.inner.clone(), self.bucket_id.clone());
+            self.opening = Some(Box::pin(async move { inner.blobs.read(&bucket_id, &blob, 0, size).await }));
+        }
+    }
+}
+
+/// Redb commits fsync: off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StorageError::Io(io::Error::other(e)))?
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -419,12 +471,19 @@ fn account(
 type Garbage = Vec<(String, String)>;
 
 impl ObjectStore {
-    /// Opens (creating if missing) the store at `root`: `root/objects.redb` and `root/blobs/`.
-    /// Sweeps what a crash left: temp files, blobs no record names, buckets' leftover dirs.
-    pub fn open(root: &Path) -> Result<ObjectStore, StorageError> {
+    /// Opens (creating if missing) the store at `root`: `root/objects.redb`, with bodies as
+    /// files under `root/blobs/` ([`FsBlobs`]).
+    pub async fn open(root: &Path) -> Result<ObjectStore, StorageError> {
+        std::fs::create_dir_all(root)?;
+        let blobs = FsBlobs::open(root)?;
+        ObjectStore::open_with(root, Arc::new(blobs)).await
+    }
+
+    /// Opens the store with its metadata in `root/objects.redb` and bodies in `backend`, then
+    /// sweeps what a crash left: blobs no record names, buckets' leftovers.
+    pub async fn open_with(root: &Path, backend: Arc<dyn BlobBackend>) -> Result<ObjectStore, StorageError> {
         std::fs::create_dir_all(root)?;
         let db = Database::create(root.join("objects.redb"))?;
-        let blobs = Blobs::open(root)?;
         let txn = write_txn(&db)?;
         txn.open_table(BUCKETS)?;
         txn.open_table(OBJECTS)?;
@@ -435,16 +494,26 @@ impl ObjectStore {
         keys::create_tables(&txn)?;
         txn.commit()?;
         let store = ObjectStore {
-            inner: Arc::new(Inner { db: Arc::new(db), blobs, waker: Arc::new(Notify::new()) }),
+            inner: Arc::new(Inner {
+                db: Arc::new(db),
+                blobs: Blobs::new(backend),
+                waker: Arc::new(Notify::new()),
+            }),
         };
-        let swept = store.sweep()?;
+        let swept = store.sweep().await?;
         if swept > 0 {
             tracing::info!("object store: removed {swept} orphaned blobs");
         }
         Ok(store)
     }
 
-    fn sweep(&self) -> Result<usize, StorageError> {
+    async fn sweep(&self) -> Result<usize, StorageError> {
+        let live = self.live()?;
+        self.inner.blobs.sweep(&live).await
+    }
+
+    /// Every blob a record names, by bucket id.
+    fn live(&self) -> Result<HashMap<String, HashSet<String>>, StorageError> {
         let txn = self.inner.db.begin_read()?;
         let mut live: HashMap<String, HashSet<String>> = HashMap::new();
         let mut id_of = HashMap::new();
@@ -470,8 +539,7 @@ impl ObjectStore {
                 live.entry(up.bucket_id).or_default().insert(rec.blob);
             }
         }
-        drop(txn);
-        self.inner.blobs.sweep(&live)
+        Ok(live)
     }
 
     /// Access keys, kept in the same database.
@@ -498,80 +566,94 @@ impl ObjectStore {
         f: impl FnOnce(&Database) -> Result<(T, Garbage, bool), StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let (out, garbage) = tokio::task::spawn_blocking(move || {
             let (out, garbage, evented) = f(&inner.db)?;
             if evented {
                 inner.waker.notify_one();
             }
-            for (bucket_id, blob) in garbage {
-                inner.blobs.remove(&bucket_id, &blob);
-            }
-            Ok(out)
+            Ok::<_, StorageError>((out, garbage))
         })
         .await
-        .map_err(|e| StorageError::Io(io::Error::other(e)))?
+        .map_err(|e| StorageError::Io(io::Error::other(e)))??;
+        for (bucket_id, blob) in garbage {
+            self.inner.blobs.remove(&bucket_id, &blob).await;
+        }
+        Ok(out)
     }
 
     // ---- buckets ----
 
-    pub fn create_bucket(&self, name: &str) -> Result<(), StorageError> {
+    pub async fn create_bucket(&self, name: &str) -> Result<(), StorageError> {
         validate_bucket_name(name)?;
         let id = new_bucket_id();
-        // The directory first: a crash before the commit leaves an empty dir the sweep removes.
-        self.inner.blobs.create_bucket_dir(&id)?;
-        let txn = write_txn(&self.inner.db)?;
-        {
-            let mut buckets = txn.open_table(BUCKETS)?;
-            if buckets.get(name)?.is_some() {
-                drop(buckets);
-                drop(txn);
-                self.inner.blobs.remove_bucket_dir(&id);
-                return Err(StorageError::BucketExists(name.to_owned()));
+        // The bucket's room first: a crash before the commit leaves an empty room the sweep
+        // removes.
+        self.inner.blobs.create_bucket(&id).await?;
+        let (db, name_, id_) = (self.inner.db.clone(), name.to_owned(), id.clone());
+        let created = blocking(move || {
+            let txn = write_txn(&db)?;
+            {
+                let mut buckets = txn.open_table(BUCKETS)?;
+                if buckets.get(name_.as_str())?.is_some() {
+                    return Ok(false);
+                }
+                let rec = BucketRecord { id: id_, created_ms: now_ms(), objects: 0, bytes: 0 };
+                buckets.insert(name_.as_str(), encode(&rec)?.as_slice())?;
             }
-            let rec = BucketRecord { id, created_ms: now_ms(), objects: 0, bytes: 0 };
-            buckets.insert(name, encode(&rec)?.as_slice())?;
+            txn.commit()?;
+            Ok(true)
+        })
+        .await?;
+        if !created {
+            self.inner.blobs.remove_bucket(&id).await;
+            return Err(StorageError::BucketExists(name.to_owned()));
         }
-        txn.commit()?;
         Ok(())
     }
 
     /// Refuses a bucket with objects; aborts its multipart uploads.
-    pub fn delete_bucket(&self, name: &str) -> Result<(), StorageError> {
-        let txn = write_txn(&self.inner.db)?;
-        let id = {
-            let mut buckets = txn.open_table(BUCKETS)?;
-            let rec: BucketRecord = match buckets.get(name)? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StorageError::NoSuchBucket(name.to_owned())),
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), StorageError> {
+        let (db, name) = (self.inner.db.clone(), name.to_owned());
+        let id = blocking(move || {
+            let name = name.as_str();
+            let txn = write_txn(&db)?;
+            let id = {
+                let mut buckets = txn.open_table(BUCKETS)?;
+                let rec: BucketRecord = match buckets.get(name)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StorageError::NoSuchBucket(name.to_owned())),
+                };
+                let objects = txn.open_table(OBJECTS)?;
+                if let Some(row) = objects.range((name, "")..)?.next() {
+                    let (k, _) = row?;
+                    if k.value().0 == name {
+                        return Err(StorageError::BucketNotEmpty(name.to_owned()));
+                    }
+                }
+                buckets.remove(name)?;
+                rec.id
             };
-            let objects = txn.open_table(OBJECTS)?;
-            if let Some(row) = objects.range((name, "")..)?.next() {
-                let (k, _) = row?;
-                if k.value().0 == name {
-                    return Err(StorageError::BucketNotEmpty(name.to_owned()));
+            {
+                let mut uploads = txn.open_table(UPLOADS)?;
+                let mut parts = txn.open_table(PARTS)?;
+                let mut gone = Vec::new();
+                for row in uploads.iter()? {
+                    let (k, v) = row?;
+                    let up: UploadRecord = decode(v.value())?;
+                    if up.bucket == name {
+                        gone.push(k.value().to_owned());
+                    }
+                }
+                for upload in gone {
+                    uploads.remove(upload.as_str())?;
+                    parts.retain_in((upload.as_str(), 0)..=(upload.as_str(), u32::MAX), |_, _| false)?;
                 }
             }
-            buckets.remove(name)?;
-            rec.id
-        };
-        {
-            let mut uploads = txn.open_table(UPLOADS)?;
-            let mut parts = txn.open_table(PARTS)?;
-            let mut gone = Vec::new();
-            for row in uploads.iter()? {
-                let (k, v) = row?;
-                let up: UploadRecord = decode(v.value())?;
-                if up.bucket == name {
-                    gone.push(k.value().to_owned());
-                }
-            }
-            for upload in gone {
-                uploads.remove(upload.as_str())?;
-                parts.retain_in((upload.as_str(), 0)..=(upload.as_str(), u32::MAX), |_, _| false)?;
-            }
-        }
-        txn.commit()?;
-        self.inner.blobs.remove_bucket_dir(&id);
+            txn.commit()?;
+            Ok(id)
+        })
+        .await?;
+        self.inner.blobs.remove_bucket(&id).await;
         Ok(())
     }
 
@@ -743,7 +825,11 @@ impl ObjectStore {
         .await
     }
 
-    fn lookup(&self, bucket: &str, key: &str) -> Result<(ObjectInfo, String, String), StorageError> {
+    pub(crate) fn lookup(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectInfo, String, String), StorageError> {
         let txn = self.inner.db.begin_read()?;
         let bucket_id = match txn.open_table(BUCKETS)?.get(bucket)? {
             Some(v) => decode::<BucketRecord>(v.value())?.id,
@@ -1296,13 +1382,13 @@ impl ObjectStore {
         };
         let bucket_id = upload_bucket_id(&self.inner.db, upload_id)?;
         let pieces: Vec<(String, u64)> = chosen.iter().map(|p| (p.blob.clone(), p.size)).collect();
-        let inner = self.inner.clone();
-        let body = futures::stream::iter(pieces)
-            .then(move |(blob, size)| {
-                let (inner, bucket_id) = (inner.clone(), bucket_id.clone());
-                async move { inner.blobs.read(&bucket_id, &blob, 0, size).await }
-            })
-            .try_flatten();
+        let body = Pieces {
+            inner: self.inner.clone(),
+            bucket_id,
+            left: pieces.into(),
+            opening: None,
+            current: None,
+        };
         let staged = self.stage(bucket, body, algorithms, u64::MAX).await?;
         let checksums = match (upload.checksum_algorithm, checksum_type) {
             (Some(a), ChecksumType::Composite) => {

@@ -5,9 +5,11 @@
 //! generated ids under `blobs/`; `serve` speaks the S3 REST API (path-style, SigV4 in headers
 //! and presigned URLs, aws-chunked bodies and the checksums current SDKs send) through s3s.
 //!
-//! It is not: a proxy to another S3 (the blob layer is the seam for that), versioned, a
-//! policy/ACL engine (a key is scoped to buckets and read-only or not), or the delivery of
-//! storage events to functions (the caller drains `events`).
+//! Bodies go through [`BlobBackend`]; [`FsBlobs`] is the embedded default, and an external
+//! S3/MinIO/Garage fits the trait (through `object_store`) without touching the engine.
+//!
+//! It is not: versioned, a policy/ACL engine (a key is scoped to buckets and read-only or
+//! not), or the delivery of storage events to functions (the caller drains `events`).
 
 mod blobs;
 mod checksum;
@@ -17,7 +19,7 @@ mod keys;
 mod s3;
 mod server;
 
-pub use blobs::BlobStream;
+pub use blobs::{BlobBackend, BlobStream, BlobWriter, FsBlobs};
 pub use checksum::{ChecksumAlgorithm, Checksums};
 pub use engine::{
     BucketInfo, ChecksumType, CompletePart, Conditions, EventKind, Listing, MAX_PARTS, MAX_PUT_SIZE,

@@ -295,7 +295,7 @@ impl S3 for YunS3 {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
-        self.store.create_bucket(&req.input.bucket)?;
+        self.store.create_bucket(&req.input.bucket).await?;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", req.input.bucket)) }))
     }
 
@@ -311,7 +311,7 @@ impl S3 for YunS3 {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        self.store.delete_bucket(&req.input.bucket)?;
+        self.store.delete_bucket(&req.input.bucket).await?;
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 

@@ -39,9 +39,9 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn put_get_overwrite_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("photos").unwrap();
-    assert!(matches!(s.create_bucket("photos"), Err(StorageError::BucketExists(_))));
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("photos").await.unwrap();
+    assert!(matches!(s.create_bucket("photos").await, Err(StorageError::BucketExists(_))));
     let mut meta = PutMeta::default();
     meta.meta.content_type = Some("text/plain".into());
     meta.meta.user.insert("owner".into(), "ann".into());
@@ -62,12 +62,12 @@ async fn put_get_overwrite_delete() {
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
     assert_eq!(s.usage().unwrap(), vec![("photos".to_string(), 6, 1)]);
 
-    assert!(matches!(s.delete_bucket("photos"), Err(StorageError::BucketNotEmpty(_))));
+    assert!(matches!(s.delete_bucket("photos").await, Err(StorageError::BucketNotEmpty(_))));
     assert!(s.delete("photos", "a.txt").await.unwrap());
     assert!(!s.delete("photos", "a.txt").await.unwrap());
     assert!(matches!(s.head("photos", "a.txt"), Err(StorageError::NoSuchKey(_))));
     assert!(files_under(&dir.path().join("blobs")).is_empty());
-    s.delete_bucket("photos").unwrap();
+    s.delete_bucket("photos").await.unwrap();
     assert!(s.buckets().unwrap().is_empty());
     assert!(matches!(s.head("photos", "a.txt"), Err(StorageError::NoSuchBucket(_))));
 }
@@ -75,11 +75,11 @@ async fn put_get_overwrite_delete() {
 #[tokio::test]
 async fn names_are_validated() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
     for bad in ["ab", "Upper", "a..b", "-ab", "ab-", "192.168.1.1", "a_b", &"a".repeat(64)] {
-        assert!(matches!(s.create_bucket(bad), Err(StorageError::InvalidBucketName(_))), "{bad}");
+        assert!(matches!(s.create_bucket(bad).await, Err(StorageError::InvalidBucketName(_))), "{bad}");
     }
-    s.create_bucket("my.bucket-1").unwrap();
+    s.create_bucket("my.bucket-1").await.unwrap();
     assert!(matches!(
         s.put("my.bucket-1", "", body(b"x"), PutMeta::default()).await,
         Err(StorageError::InvalidKey(_))
@@ -94,8 +94,8 @@ async fn names_are_validated() {
 #[tokio::test]
 async fn a_reader_never_sees_a_partial_object() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("b00").unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("b00").await.unwrap();
     s.put("b00", "k", body(b"old"), PutMeta::default()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
     let writer = {
@@ -135,8 +135,8 @@ fn tokio_stream(
 #[tokio::test]
 async fn listing_with_delimiter_and_continuation() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("list").unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("list").await.unwrap();
     let keys = ["a", "b/1", "b/2", "b/3", "c/x/1", "c/y", "d", "e/1"];
     for k in keys {
         s.put("list", k, body(k.as_bytes()), PutMeta::default()).await.unwrap();
@@ -174,8 +174,8 @@ async fn listing_with_delimiter_and_continuation() {
 #[tokio::test]
 async fn multipart_upload() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("mp0").unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("mp0").await.unwrap();
     let id = s
         .create_multipart_upload("mp0", "big", ObjectMeta::default(), Some(ChecksumAlgorithm::Crc32), None)
         .unwrap();
@@ -243,8 +243,8 @@ async fn multipart_upload() {
 #[tokio::test]
 async fn conditions() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("cond").unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("cond").await.unwrap();
     let once = PutMeta { if_none_match: Some("*".into()), ..Default::default() };
     let info = s.put("cond", "k", body(b"1"), once.clone()).await.unwrap();
     assert!(matches!(s.put("cond", "k", body(b"2"), once).await, Err(StorageError::PreconditionFailed)));
@@ -290,8 +290,8 @@ async fn conditions() {
 async fn reopen_sweeps_orphans_and_keeps_objects() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = ObjectStore::open(dir.path()).unwrap();
-        s.create_bucket("keep").unwrap();
+        let s = ObjectStore::open(dir.path()).await.unwrap();
+        s.create_bucket("keep").await.unwrap();
         s.put("keep", "x", body(b"kept"), PutMeta::default()).await.unwrap();
         let id = s.create_multipart_upload("keep", "mp", ObjectMeta::default(), None, None).unwrap();
         s.upload_part("keep", "mp", &id, 1, body(b"part"), Checksums::default(), None).await.unwrap();
@@ -305,7 +305,7 @@ async fn reopen_sweeps_orphans_and_keeps_objects() {
     std::fs::create_dir(blobs.join("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")).unwrap();
     assert_eq!(files_under(&blobs).len(), 3);
 
-    let s = ObjectStore::open(dir.path()).unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
     assert_eq!(files_under(&blobs).len(), 2, "the object's and the part's blobs stay");
     assert!(!blobs.join("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").exists());
     assert!(files_under(&dir.path().join("tmp")).is_empty());
@@ -318,8 +318,8 @@ async fn reopen_sweeps_orphans_and_keeps_objects() {
 async fn traversal_keys_are_just_keys() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    let s = ObjectStore::open(&root).unwrap();
-    s.create_bucket("trav").unwrap();
+    let s = ObjectStore::open(&root).await.unwrap();
+    s.create_bucket("trav").await.unwrap();
     let evil = ["../../etc/passwd", "/etc/passwd", "..", "a/../../../x", "..\\..\\win", "./.", "k\0nul"];
     for k in evil {
         s.put("trav", k, body(k.as_bytes()), PutMeta::default()).await.unwrap();
@@ -341,8 +341,8 @@ async fn traversal_keys_are_just_keys() {
 #[tokio::test]
 async fn events_are_an_outbox() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("ev0").unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("ev0").await.unwrap();
     let waker = s.event_waker();
     let put = s.put("ev0", "a", body(b"1"), PutMeta::default()).await.unwrap();
     // The permit is kept: a drainer that waits after the commit is not left hanging.
@@ -367,7 +367,7 @@ async fn events_are_an_outbox() {
     assert_eq!(s.events(0, 100).unwrap().len(), 2);
     drop(s);
     // Sequence numbers survive a restart and keep increasing.
-    let s = ObjectStore::open(dir.path()).unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
     assert_eq!(s.events(0, 100).unwrap().len(), 2);
     s.put("ev0", "c", body(b"1"), PutMeta::default()).await.unwrap();
     assert_eq!(s.events(ev[3].seq, 100).unwrap()[0].seq, ev[3].seq + 1);
@@ -376,7 +376,7 @@ async fn events_are_an_outbox() {
 #[tokio::test]
 async fn access_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
     let keys = s.keys();
     let k = keys.create(KeyScope { buckets: Some(vec!["only".into()]), read_only: true }).unwrap();
     assert_eq!(k.id.len(), 20);
@@ -394,9 +394,9 @@ async fn access_keys() {
 #[tokio::test]
 async fn copy_keeps_or_replaces_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ObjectStore::open(dir.path()).unwrap();
-    s.create_bucket("src").unwrap();
-    s.create_bucket("dst").unwrap();
+    let s = ObjectStore::open(dir.path()).await.unwrap();
+    s.create_bucket("src").await.unwrap();
+    s.create_bucket("dst").await.unwrap();
     let mut meta = PutMeta::default();
     meta.meta.user.insert("a".into(), "1".into());
     let src = s.put("src", "k", body(b"payload"), meta).await.unwrap();

@@ -12,7 +12,7 @@ async fn boto3_and_aws_cli() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = ObjectStore::open(dir.path()).unwrap();
+    let store = ObjectStore::open(dir.path()).await.unwrap();
     let keys = store.keys();
     let rw = keys.create(KeyScope::default()).unwrap();
     let ro = keys.create(KeyScope { buckets: None, read_only: true }).unwrap();

@@ -20,7 +20,7 @@ async fn one_gib_streams_with_bounded_memory() {
     // On disk, not in a tmpfs: the body must really be written and fsynced.
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let dir = tempfile::tempdir_in(&base).unwrap();
-    let store = ObjectStore::open(dir.path()).unwrap();
+    let store = ObjectStore::open(dir.path()).await.unwrap();
     let keys = store.keys();
     let key = keys.create(KeyScope::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
