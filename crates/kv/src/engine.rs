@@ -41,12 +41,15 @@ pub enum Durability {
     None,
 }
 
-/// How the engine runs; `Config::default()` is durable with a 2 ms group-commit window.
+/// How the engine runs; `Config::default()` is durable with a 200 µs group-commit window.
 #[derive(Clone)]
 pub struct Config {
     pub durability: Durability,
     /// How long the writer keeps taking work into a group after the group's first work, before
-    /// it commits. Zero: commit as soon as the queue is empty.
+    /// it commits. Zero: commit as soon as the queue is empty. The default, 200 µs, is about one
+    /// network round trip: clients answered by the last commit get into the next one. (With 50
+    /// clients on one disk it measured best for single SETs; 2 ms halved them, since every
+    /// caller waits the whole window; a pipeline of 16 gained little from longer windows.)
     pub group_commit: Duration,
     /// The most ops in one group (one transaction).
     pub max_batch: usize,
@@ -66,7 +69,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             durability: Durability::Fsync,
-            group_commit: Duration::from_millis(2),
+            group_commit: Duration::from_micros(200),
             max_batch: 4096,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,

@@ -16,7 +16,7 @@
 //! durable copy, read only at open. Reads never wait for the writer or for an fsync. Writes go
 //! through one writer thread: it takes every queued operation, applies each to memory in order
 //! (so INCR and compare-and-swap are atomic with no lost update), keeps taking work that
-//! arrives within [`Config::group_commit`] of the group's start (default 2 ms; zero = commit
+//! arrives within [`Config::group_commit`] of the group's start (default 200 µs; zero = commit
 //! as soon as the queue is empty) up to [`Config::max_batch`] ops, then writes the final state
 //! of every key the group touched into ONE redb transaction, commits it with
 //! `Durability::Immediate` (fsync), and only then answers every caller of the group.

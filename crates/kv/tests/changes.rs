@@ -43,17 +43,20 @@ async fn every_write_appends_an_ordered_record() {
     db.flushdb().await.unwrap();
     let s = |x: &str| x.to_string();
     let changes = kv.changes("app", 0, 100).unwrap();
-    assert_eq!(summary(&changes), vec![
-        (1, ChangeKind::Set, s("a"), Some(s("1"))),
-        (2, ChangeKind::Set, s("a"), Some(s("2"))),
-        (3, ChangeKind::Set, s("h"), None),
-        (4, ChangeKind::Delete, s("a"), None),
-        (5, ChangeKind::Set, s("b"), Some(s("2"))),
-        (6, ChangeKind::Delete, s("b"), None),
-        (7, ChangeKind::Delete, s("h"), None),
-        (8, ChangeKind::Set, s("x"), Some(s("y"))),
-        (9, ChangeKind::Flush, s(""), None),
-    ]);
+    assert_eq!(
+        summary(&changes),
+        vec![
+            (1, ChangeKind::Set, s("a"), Some(s("1"))),
+            (2, ChangeKind::Set, s("a"), Some(s("2"))),
+            (3, ChangeKind::Set, s("h"), None),
+            (4, ChangeKind::Delete, s("a"), None),
+            (5, ChangeKind::Set, s("b"), Some(s("2"))),
+            (6, ChangeKind::Delete, s("b"), None),
+            (7, ChangeKind::Delete, s("h"), None),
+            (8, ChangeKind::Set, s("x"), Some(s("y"))),
+            (9, ChangeKind::Flush, s(""), None),
+        ]
+    );
     assert!(changes.iter().all(|c| c.db == 2 && c.time_ms == 5_000));
     assert_eq!(changes[0].expires_at_ms, Some(15_000));
     assert_eq!(changes[7].expires_at_ms, None);

@@ -24,7 +24,10 @@ async fn hashes() {
     let e = db.hincrby("h", "b", i64::MAX).await.unwrap_err();
     assert_eq!(e.redis_message(), "ERR increment or decrement would overflow");
     db.hset("h", vec![(b("s"), b("x"))]).await.unwrap();
-    assert_eq!(db.hincrby("h", "s", 1).await.unwrap_err().redis_message(), "ERR hash value is not an integer");
+    assert_eq!(
+        db.hincrby("h", "s", 1).await.unwrap_err().redis_message(),
+        "ERR hash value is not an integer"
+    );
     assert_eq!(db.hdel("h", bs(&["a", "b", "nope"])).await.unwrap(), 2);
     assert_eq!(db.hdel("none", bs(&["a"])).await.unwrap(), 0);
     assert_eq!(db.hdel("h", bs(&["c", "new", "s"])).await.unwrap(), 3);

@@ -54,7 +54,12 @@ fn crash_child() {
                     } else {
                         // MSET is one op, all or nothing by itself.
                         let pairs = (0..KEYS_PER_BATCH)
-                            .map(|j| (Bytes::from(format!("r{round}:{id}:{j}")), Bytes::from(format!("{id}").repeat(j + 1))))
+                            .map(|j| {
+                                (
+                                    Bytes::from(format!("r{round}:{id}:{j}")),
+                                    Bytes::from(format!("{id}").repeat(j + 1)),
+                                )
+                            })
                             .collect();
                         let ops = vec![
                             Op::MSet(pairs),
@@ -68,9 +73,9 @@ fn crash_child() {
                 }
             }));
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        // The tasks never end: the parent kills this process.
+        let outcome = tasks.into_iter().next().expect("spawned").await;
+        panic!("a writer task ended: {outcome:?}");
     });
 }
 
@@ -141,7 +146,11 @@ fn kill_9_loses_only_unacknowledged_writes() {
                 .map(|m| std::str::from_utf8(m).unwrap().parse().unwrap())
                 .collect();
             for id in &acked {
-                assert_eq!(found.get(id), Some(&KEYS_PER_BATCH), "round {round}: acknowledged batch {id} lost");
+                assert_eq!(
+                    found.get(id),
+                    Some(&KEYS_PER_BATCH),
+                    "round {round}: acknowledged batch {id} lost"
+                );
             }
             for (id, n) in &found {
                 assert_eq!(*n, KEYS_PER_BATCH, "round {round}: batch {id} torn");

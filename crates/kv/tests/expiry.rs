@@ -82,7 +82,10 @@ async fn expire_persist_and_conditions() {
     assert!(db.persist("k").await.unwrap());
     assert_eq!(db.ttl("k").await.unwrap(), -1);
     assert!(!db.expire("k", Expire::Seconds(30), ExpireCondition::Xx).await.unwrap());
-    assert!(!db.expire("k", Expire::Seconds(30), ExpireCondition::Gt).await.unwrap(), "no expiry is infinite");
+    assert!(
+        !db.expire("k", Expire::Seconds(30), ExpireCondition::Gt).await.unwrap(),
+        "no expiry is infinite"
+    );
     assert!(db.expire("k", Expire::Seconds(30), ExpireCondition::Lt).await.unwrap());
     // Values keep their expiry through INCR, APPEND and RENAME.
     db.set_with("n", "1", px(5000)).await.unwrap();
@@ -128,7 +131,8 @@ async fn the_sweep_deletes_expired_keys_through_the_writer() {
     assert_eq!(info.keys, 1);
     // Each swept key left an expire record, oldest expiry first.
     let changes = kv.changes("app", 0, 100).unwrap();
-    let expired: Vec<_> = changes.iter().filter(|c| c.kind == ChangeKind::Expire).map(|c| c.key.clone()).collect();
+    let expired: Vec<_> =
+        changes.iter().filter(|c| c.kind == ChangeKind::Expire).map(|c| c.key.clone()).collect();
     assert_eq!(expired, (0..20).map(|i| b(&format!("k{i}"))).collect::<Vec<_>>());
     kv.close().await.unwrap();
     // And they are gone on disk.

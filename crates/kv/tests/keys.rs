@@ -35,7 +35,9 @@ async fn scan_visits_every_key_once_and_filters() {
     assert_eq!(all.iter().collect::<HashSet<_>>().len(), 502, "no duplicates without concurrent writes");
     assert!(calls >= 10, "COUNT bounds the work per call: {calls}");
 
-    let (users, _) = scan_all(&db, ScanOptions { pattern: Some(b("user:1?")), count: Some(7), ..Default::default() }).await;
+    let (users, _) =
+        scan_all(&db, ScanOptions { pattern: Some(b("user:1?")), count: Some(7), ..Default::default() })
+            .await;
     let users: BTreeSet<_> = users.into_iter().collect();
     assert_eq!(users, (10..20).map(|i| b(&format!("user:{i}"))).collect());
     let (sets, _) = scan_all(&db, ScanOptions { kind: Some(KeyType::Set), ..Default::default() }).await;
@@ -59,7 +61,8 @@ async fn scan_returns_keys_present_throughout_despite_churn() {
             db.del((0..20).map(|i| b(&format!("churn:{}:{i}", round - 1))).collect()).await.unwrap();
         }
         round += 1;
-        let (next, keys) = db.scan(cursor, ScanOptions { count: Some(25), ..Default::default() }).await.unwrap();
+        let (next, keys) =
+            db.scan(cursor, ScanOptions { count: Some(25), ..Default::default() }).await.unwrap();
         seen.extend(keys);
         if next == 0 {
             break;
@@ -99,7 +102,10 @@ async fn list_by_prefix_pages_in_byte_order() {
     let want: Vec<Bytes> = (0..25).filter(|i| *i != 5).map(|i| b(&format!("p/{i:02}"))).collect();
     assert_eq!(keys, want, "expired keys are skipped");
     assert_eq!(pages, 3);
-    assert_eq!(db.list("p/", Some(b("p/23")), 10).await.unwrap(), ListPage { keys: bs(&["p/24"]), next: None });
+    assert_eq!(
+        db.list("p/", Some(b("p/23")), 10).await.unwrap(),
+        ListPage { keys: bs(&["p/24"]), next: None }
+    );
     assert_eq!(db.list("zzz", None, 10).await.unwrap(), ListPage::default());
     assert_eq!(db.list("", None, 100).await.unwrap().keys.len(), 26);
 }

@@ -56,3 +56,41 @@ async fn create_list_delete_and_stats() {
     assert_eq!(db.get(b"new").await.unwrap(), Some(b("1")));
     assert_eq!(kv.db("app", 2).unwrap().dbsize().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_cache_without_fsync_still_persists_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || Config { durability: Durability::None, ..Config::default() };
+    let kv = Kv::open(dir.path(), config()).unwrap();
+    kv.create_store("cache", false).await.unwrap();
+    let db = kv.db("cache", 0).unwrap();
+    for i in 0..100 {
+        db.set(format!("k{i}"), "v").await.unwrap();
+    }
+    kv.close().await.unwrap();
+    let kv = Kv::open(dir.path(), config()).unwrap();
+    assert_eq!(kv.db("cache", 0).unwrap().dbsize().await.unwrap(), 100);
+    assert_eq!(kv.db("cache", 0).unwrap().get(b"k42").await.unwrap(), Some(b("v")));
+}
+
+#[tokio::test]
+async fn dropping_every_handle_closes_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let kv = Kv::open(dir.path(), Config::default()).unwrap();
+        kv.create_store("app", false).await.unwrap();
+        kv.db("app", 0).unwrap().set("k", "v").await.unwrap();
+    }
+    // The writer ends on its own once the last handle is gone; the file opens again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let kv = loop {
+        match Kv::open(dir.path(), Config::default()) {
+            Ok(kv) => break kv,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(kv.db("app", 0).unwrap().get(b"k").await.unwrap(), Some(b("v")));
+}

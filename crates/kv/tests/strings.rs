@@ -144,7 +144,12 @@ async fn pipelines_run_in_order_and_fail_per_op() {
         Op::Append(b("k"), b("!")),
         Op::Get(b("k")),
         Op::Type(b("k")),
-        Op::Expire { key: b("k"), expire: Expire::Seconds(10), condition: ExpireCondition::Always, command: "expire" },
+        Op::Expire {
+            key: b("k"),
+            expire: Expire::Seconds(10),
+            condition: ExpireCondition::Always,
+            command: "expire",
+        },
         Op::Ttl(b("k")),
     ];
     let r = db.exec(ops).await.unwrap();
@@ -159,11 +164,10 @@ async fn pipelines_run_in_order_and_fail_per_op() {
     assert_eq!(r[8].as_ref().unwrap(), &Reply::Int(10));
     // A batch of reads only is served from memory.
     let r = db.exec(vec![Op::Get(b("k")), Op::Exists(bs(&["k", "z"])), Op::DbSize]).await.unwrap();
-    assert_eq!(r.into_iter().map(Result::unwrap).collect::<Vec<_>>(), vec![
-        Reply::Bulk(b("6!")),
-        Reply::Int(1),
-        Reply::Int(1)
-    ]);
+    assert_eq!(
+        r.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        vec![Reply::Bulk(b("6!")), Reply::Int(1), Reply::Int(1)]
+    );
 }
 
 #[tokio::test]

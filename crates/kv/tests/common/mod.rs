@@ -16,7 +16,12 @@ pub fn bs(items: &[&str]) -> Vec<Bytes> {
 }
 
 pub fn config(clock: &Arc<ManualClock>) -> Config {
-    Config { clock: clock.clone(), group_commit: Duration::ZERO, sweep_interval: Duration::from_millis(10), ..Config::default() }
+    Config {
+        clock: clock.clone(),
+        group_commit: Duration::ZERO,
+        sweep_interval: Duration::from_millis(10),
+        ..Config::default()
+    }
 }
 
 /// A fresh engine with one store "app", its database 0, and the manual clock it reads.
