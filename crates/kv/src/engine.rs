@@ -23,6 +23,7 @@ pub(crate) const CHANGES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::
 pub(crate) const SEQS: TableDefinition<u32, u64> = TableDefinition::new("seqs");
 pub(crate) const CURSORS: TableDefinition<(u32, &str), u64> = TableDefinition::new("cursors");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 pub(crate) const NEXT_STORE_ID: &str = "next_store_id";
 
 /// The largest key by default: Redis allows 512 MiB, but a key is also a B-tree key on disk.
@@ -60,6 +61,11 @@ pub struct Config {
     pub sweep_batch: usize,
     /// Change records kept per store at most, acknowledged or not.
     pub change_retention: u64,
+    /// A group logs the final state of the keys it touched as one record; the records are
+    /// folded into the key table (a checkpoint) once they name this many distinct keys...
+    pub checkpoint_keys: usize,
+    /// ...or take this many bytes.
+    pub checkpoint_bytes: usize,
     /// redb's page cache.
     pub cache_bytes: usize,
     pub clock: Arc<dyn Clock>,
@@ -76,6 +82,8 @@ impl Default for Config {
             sweep_interval: Duration::from_millis(100),
             sweep_batch: 1000,
             change_retention: 1_000_000,
+            checkpoint_keys: 20_000,
+            checkpoint_bytes: 64 << 20,
             cache_bytes: 64 << 20,
             clock: Arc::new(SystemClock),
         }
@@ -93,6 +101,8 @@ impl std::fmt::Debug for Config {
             .field("sweep_interval", &self.sweep_interval)
             .field("sweep_batch", &self.sweep_batch)
             .field("change_retention", &self.change_retention)
+            .field("checkpoint_keys", &self.checkpoint_keys)
+            .field("checkpoint_bytes", &self.checkpoint_bytes)
             .field("cache_bytes", &self.cache_bytes)
             .finish_non_exhaustive()
     }
@@ -350,6 +360,7 @@ impl Kv {
         txn.open_table(SEQS)?;
         txn.open_table(CURSORS)?;
         txn.open_table(META)?;
+        txn.open_table(LOG)?;
         txn.commit()?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared {

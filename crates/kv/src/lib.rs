@@ -18,8 +18,9 @@
 //! (so INCR and compare-and-swap are atomic with no lost update), keeps taking work that
 //! arrives within [`Config::group_commit`] of the group's start (default 200 µs; zero = commit
 //! as soon as the queue is empty) up to [`Config::max_batch`] ops, then writes the final state
-//! of every key the group touched into ONE redb transaction, commits it with
-//! `Durability::Immediate` (fsync), and only then answers every caller of the group.
+//! of every key the group touched into ONE redb transaction (as one record in the log table,
+//! see below), commits it with `Durability::Immediate` (fsync), and only then answers every
+//! caller of the group.
 //! **Acknowledged means fsynced.** A write is visible to readers as soon as the writer applied
 //! it, which can be up to one window plus an fsync before it is durable (like Redis with
 //! `appendfsync everysec`, which also shows writes before they reach the disk). A batch from
@@ -49,6 +50,13 @@
 //!   is its bytes and a collection's is its elements as `[len u32 LE][bytes]` (a hash: field
 //!   then value). A collection is rewritten whole when a group changes it, so very large
 //!   collections make writes to them proportionally slower;
+//! - `log`: record number → the final states a group left, each `[store id u32 LE][db u8]
+//!   [key len u32 LE][key][entry len u32 LE, u32::MAX = removed][entry as in `data`]`. A commit
+//!   then writes a few sequential pages instead of a B-tree leaf per key. Once the log names
+//!   [`Config::checkpoint_keys`] keys or holds [`Config::checkpoint_bytes`] (and before a
+//!   FLUSHDB, a store's deletion and at close) a checkpoint writes those keys' current state
+//!   into `data` and empties `log`, in the same transaction as the group. Open loads `data`,
+//!   then replays `log` in order;
 //! - `changes`: (store id, seq) → `[kind u8][db u8][time u64][expires_at u64][has value u8]
 //!   [key len u32][key][value]`; `seqs`: store id → last seq; `cursors`: (store id, consumer) →
 //!   acked seq; `meta`: `next_store_id`.

@@ -70,6 +70,8 @@ pub enum ExpireCondition {
     Gt,
     /// Only if the new expiry is earlier.
     Lt,
+    /// `XX LT`: only if the key has an expiry and the new one is earlier (`XX GT` is `Gt`).
+    XxLt,
 }
 
 /// The options of `SET`.

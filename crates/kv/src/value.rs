@@ -84,11 +84,14 @@ pub(crate) struct Entry {
     pub(crate) value: Value,
     /// Unix ms after which the key is gone; 0 = no expiry.
     pub(crate) expires_at: u64,
+    /// What the key counts in its store's byte total (key plus encoded entry) as of the last
+    /// flush; 0 until its first. The writer keeps it, so the total needs no disk reads.
+    pub(crate) size: u32,
 }
 
 impl Entry {
     pub(crate) fn new(value: Value, expires_at: u64) -> Entry {
-        Entry { value, expires_at }
+        Entry { value, expires_at, size: 0 }
     }
 
     pub(crate) fn is_expired(&self, now: u64) -> bool {
@@ -148,7 +151,7 @@ impl Entry {
             TAG_SET => Value::Set(elements(payload).ok_or_else(bad)?.into_iter().collect()),
             _ => return Err(bad()),
         };
-        Ok(Entry { value, expires_at })
+        Ok(Entry { value, expires_at, size: 0 })
     }
 }
 
@@ -270,6 +273,15 @@ impl Shard {
             };
             items.map(move |(k, e)| (*h, k, e))
         })
+    }
+
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Bytes, &Entry)) {
+        for slot in self.map.values() {
+            match slot {
+                Slot::One(k, e) => f(k, e),
+                Slot::Many(v) => v.iter().for_each(|(k, e)| f(k, e)),
+            }
+        }
     }
 
     pub(crate) fn clear(&mut self) {

@@ -12,8 +12,8 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::engine::{
-    CHANGES, CURSORS, ChangeKind, DATA, Durability, META, NEXT_STORE_ID, SEQS, STORES, Shared, StoreMeta,
-    StoreState, data_key, encode_change,
+    CHANGES, CURSORS, ChangeKind, DATA, Durability, LOG, META, NEXT_STORE_ID, SEQS, STORES, Shared,
+    StoreMeta, StoreState, data_key, encode_change,
 };
 use crate::ops::{ExpireCondition, Op, Reply, SetCondition, bulks, opt_bulk, parse_i64, read};
 use crate::value::{DbMem, Entry, SHARDS, Shard, Value, key_hash, shard_of};
@@ -21,6 +21,10 @@ use crate::{KvError, ops};
 
 /// Most change records one group trims, so a large backlog never stalls writes.
 const TRIM_PER_GROUP: usize = 10_000;
+/// The size a log record is cut at (a key's entry larger than this gets a record of its own).
+const LOG_CHUNK: usize = 4 << 20;
+/// A log item's entry length that says the key was removed.
+const REMOVED: u32 = u32::MAX;
 /// With `Durability::None`, how often a commit is made durable anyway (so redb can reuse space).
 const CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -123,6 +127,11 @@ pub(crate) struct Writer {
     /// (expires_at, store id, db, key) of every key with an expiry, for the active sweep.
     expiry: BTreeSet<(u64, u32, u8, Bytes)>,
     next_store_id: u32,
+    /// Keys whose latest state may be only in the log, not yet in the key table.
+    pending: HashSet<(u32, u8, Bytes)>,
+    /// Bytes in the log table (0 = it is empty), and the next record's number.
+    log_bytes: usize,
+    log_next: u64,
     // The current group:
     dirty: HashSet<(u32, u8, Bytes)>,
     changes: Vec<(u32, u64, Vec<u8>)>,
@@ -174,6 +183,9 @@ impl Writer {
             consumers: HashMap::new(),
             expiry: BTreeSet::new(),
             next_store_id: 1,
+            pending: HashSet::new(),
+            log_bytes: 0,
+            log_next: 1,
             dirty: HashSet::new(),
             changes: Vec::new(),
             seq_touched: HashMap::new(),
@@ -241,7 +253,7 @@ impl Writer {
             let (id, consumer) = k.value();
             self.consumers.entry(id).or_default().insert(consumer.to_string(), v.value());
         }
-        let mut bytes: HashMap<u32, u64> = HashMap::new();
+        // The key table, then the log records after it, oldest first.
         for row in txn.open_table(DATA)?.iter()? {
             let (k, v) = row?;
             let (k, v) = (k.value(), v.value());
@@ -249,23 +261,58 @@ impl Writer {
                 return Err(KvError::Db("corrupt key record".into()));
             }
             let id = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
-            let db = k[4];
-            let Some(st) = self.by_id.get(&id) else { continue };
-            let Some(dbm) = st.dbs.get(db as usize) else { continue };
             let key = Bytes::copy_from_slice(&k[5..]);
-            let entry = Entry::decode(v)?;
-            if entry.expires_at != 0 {
-                self.expiry.insert((entry.expires_at, id, db, key.clone()));
+            let mut entry = Entry::decode(v)?;
+            entry.size = (key.len() + v.len()) as u32;
+            self.load_key(id, k[4], key, Some(entry));
+        }
+        self.pending.clear();
+        self.log_bytes = 0;
+        self.log_next = 1;
+        for row in txn.open_table(LOG)?.iter()? {
+            let (n, rec) = row?;
+            self.log_next = n.value() + 1;
+            self.log_bytes += rec.value().len();
+            for (id, db, key, entry) in log_items(rec.value())? {
+                self.pending.insert((id, db, key.clone()));
+                self.load_key(id, db, key, entry);
             }
-            *bytes.entry(id).or_default() += (k.len() - 5 + v.len()) as u64;
-            let h = key_hash(&key);
-            dbm.shards[shard_of(h)].write().insert(h, key.clone(), entry);
-            dbm.ordered.write().insert(key);
         }
+        // The expiry index and byte totals from what memory now holds.
+        let mut expiry = BTreeSet::new();
         for (id, st) in &self.by_id {
-            st.bytes.store(bytes.get(id).copied().unwrap_or(0), Ordering::SeqCst);
+            let mut total = 0u64;
+            for (db, dbm) in st.dbs.iter().enumerate() {
+                for shard in dbm.shards.iter() {
+                    shard.read().for_each(|k, e| {
+                        total += u64::from(e.size);
+                        if e.expires_at != 0 {
+                            expiry.insert((e.expires_at, *id, db as u8, k.clone()));
+                        }
+                    });
+                }
+            }
+            st.bytes.store(total, Ordering::SeqCst);
         }
+        self.expiry = expiry;
         Ok(())
+    }
+
+    /// Puts a key's stored state into memory while loading (`None`: the log says it is gone).
+    fn load_key(&self, id: u32, db: u8, key: Bytes, entry: Option<Entry>) {
+        let Some(dbm) = self.by_id.get(&id).and_then(|st| st.dbs.get(db as usize)) else { return };
+        let h = key_hash(&key);
+        let mut shard = dbm.shards[shard_of(h)].write();
+        match entry {
+            Some(e) => {
+                shard.insert(h, key.clone(), e);
+                dbm.ordered.write().insert(key);
+            }
+            None => {
+                shard.remove(h, &key);
+                dbm.ordered.write().remove(&key);
+            }
+        }
     }
 
     pub(crate) fn run(mut self) {
@@ -387,7 +434,7 @@ impl Writer {
             self.now = self.shared.clock.now_ms();
             self.sweep(config.sweep_batch);
         }
-        self.flush(&txn)?;
+        self.flush(&txn, final_commit)?;
         txn.commit()?;
         self.undurable = !durable;
         if durable {
@@ -398,34 +445,15 @@ impl Writer {
 
     /// Writes the group's final state of every key it touched, its change records and sequence
     /// numbers, and trims change records past retention or acknowledged by every consumer.
-    fn flush(&mut self, txn: &WriteTransaction) -> Result<(), KvError> {
-        if !self.dirty.is_empty() {
-            let mut table = txn.open_table(DATA)?;
-            let mut dk = Vec::new();
-            let mut deltas: HashMap<u32, i64> = HashMap::new();
-            for (id, db, key) in self.dirty.drain() {
-                let Some(st) = self.by_id.get(&id) else { continue };
-                data_key(&mut dk, id, db, &key);
-                let h = key_hash(&key);
-                let found = {
-                    let shard = st.dbs[db as usize].shards[shard_of(h)].read();
-                    shard.get(h, &key).map(|e| e.encode(&mut self.buf)).is_some()
-                };
-                let delta = deltas.entry(id).or_default();
-                if found {
-                    *delta += (key.len() + self.buf.len()) as i64;
-                    if let Some(old) = table.insert(dk.as_slice(), self.buf.as_slice())? {
-                        *delta -= (key.len() + old.value().len()) as i64;
-                    }
-                } else if let Some(old) = table.remove(dk.as_slice())? {
-                    *delta -= (key.len() + old.value().len()) as i64;
-                }
-            }
-            for (id, delta) in deltas {
-                if let Some(st) = self.by_id.get(&id) {
-                    st.add_bytes(delta);
-                }
-            }
+    fn flush(&mut self, txn: &WriteTransaction, force_checkpoint: bool) -> Result<(), KvError> {
+        let config = &self.shared.config;
+        if force_checkpoint
+            || self.pending.len() + self.dirty.len() > config.checkpoint_keys
+            || self.log_bytes > config.checkpoint_bytes
+        {
+            self.checkpoint(txn)?;
+        } else if !self.dirty.is_empty() {
+            self.write_log(txn)?;
         }
         if !self.changes.is_empty() {
             let mut table = txn.open_table(CHANGES)?;
@@ -465,6 +493,78 @@ impl Writer {
                     _ => upto + 1,
                 };
             }
+        }
+        Ok(())
+    }
+
+    /// Encodes the key's current entry into `self.buf` and brings the store's byte total up to
+    /// date with it; false if the key is absent.
+    fn encode_current(&mut self, st: &StoreState, db: u8, key: &Bytes) -> bool {
+        let h = key_hash(key);
+        let mut shard = st.dbs[db as usize].shards[shard_of(h)].write();
+        let Some(e) = shard.get_mut(h, key) else { return false };
+        e.encode(&mut self.buf);
+        let size = (key.len() + self.buf.len()) as u32;
+        st.add_bytes(i64::from(size) - i64::from(e.size));
+        e.size = size;
+        true
+    }
+
+    /// Logs the final state of every key the group touched, in records of about `LOG_CHUNK`
+    /// bytes: a few sequential pages per commit instead of one B-tree leaf per key.
+    fn write_log(&mut self, txn: &WriteTransaction) -> Result<(), KvError> {
+        let mut table = txn.open_table(LOG)?;
+        let mut rec = Vec::new();
+        let dirty: Vec<(u32, u8, Bytes)> = self.dirty.drain().collect();
+        for (id, db, key) in dirty {
+            let Some(st) = self.by_id.get(&id).cloned() else { continue };
+            let present = self.encode_current(&st, db, &key);
+            rec.extend_from_slice(&id.to_le_bytes());
+            rec.push(db);
+            rec.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&key);
+            if present {
+                rec.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
+                rec.extend_from_slice(&self.buf);
+            } else {
+                rec.extend_from_slice(&REMOVED.to_le_bytes());
+            }
+            self.pending.insert((id, db, key));
+            if rec.len() >= LOG_CHUNK {
+                table.insert(self.log_next, rec.as_slice())?;
+                self.log_next += 1;
+                self.log_bytes += rec.len();
+                rec.clear();
+            }
+        }
+        if !rec.is_empty() {
+            table.insert(self.log_next, rec.as_slice())?;
+            self.log_next += 1;
+            self.log_bytes += rec.len();
+        }
+        Ok(())
+    }
+
+    /// Writes the current state of every key the log (or this group) holds into the key
+    /// table and empties the log.
+    fn checkpoint(&mut self, txn: &WriteTransaction) -> Result<(), KvError> {
+        let keys: Vec<(u32, u8, Bytes)> = self.pending.drain().chain(self.dirty.drain()).collect();
+        if !keys.is_empty() {
+            let mut table = txn.open_table(DATA)?;
+            let mut dk = Vec::new();
+            for (id, db, key) in keys {
+                let Some(st) = self.by_id.get(&id).cloned() else { continue };
+                data_key(&mut dk, id, db, &key);
+                if self.encode_current(&st, db, &key) {
+                    table.insert(dk.as_slice(), self.buf.as_slice())?;
+                } else {
+                    table.remove(dk.as_slice())?;
+                }
+            }
+        }
+        if self.log_bytes > 0 {
+            txn.open_table(LOG)?.retain(|_, _| false)?;
+            self.log_bytes = 0;
         }
         Ok(())
     }
@@ -525,6 +625,7 @@ impl Writer {
 
     /// Bookkeeping for a key just taken out of its shard.
     fn removed(&mut self, st: &StoreState, db: u8, key: &Bytes, old: &Entry, kind: ChangeKind) {
+        st.add_bytes(-i64::from(old.size));
         self.untrack(st.id, db, key, old.expires_at);
         st.dbs[db as usize].ordered.write().remove(key);
         self.dirty.insert((st.id, db, key.clone()));
@@ -550,13 +651,19 @@ impl Writer {
         }
     }
 
-    fn put(&mut self, st: &StoreState, db: u8, shard: &mut Shard, h: u64, key: &Bytes, entry: Entry) {
+    fn put(&mut self, st: &StoreState, db: u8, shard: &mut Shard, h: u64, key: &Bytes, mut entry: Entry) {
+        // Counted in the byte total when flushed (a renamed entry arrives with its old size).
+        entry.size = 0;
         let at = entry.expires_at;
         let value = match &entry.value {
             Value::Str(b) if st.changes.load(Ordering::Relaxed) => Some(b.clone()),
             _ => None,
         };
-        match shard.insert(h, key.clone(), entry) {
+        let old = shard.insert(h, key.clone(), entry);
+        if let Some(old) = &old {
+            st.add_bytes(-i64::from(old.size));
+        }
+        match old {
             Some(old) if old.expires_at != at => {
                 self.untrack(st.id, db, key, old.expires_at);
                 self.track(st.id, db, key, at);
@@ -610,27 +717,26 @@ impl Writer {
     }
 
     fn flush_db(&mut self, txn: &WriteTransaction, st: &Arc<StoreState>, db: u8) -> Result<(), KvError> {
+        // The log may hold this database's keys: fold it in first, so a range delete of the key
+        // table removes them all and nothing older than the flush is replayed at open.
+        self.checkpoint(txn)?;
         let dbm = &st.dbs[db as usize];
+        let mut freed = 0i64;
         {
             let mut locked = Locked::all(dbm);
             for (_, g) in &mut locked.guards {
+                g.for_each(|_, e| freed += i64::from(e.size));
                 g.clear();
             }
             dbm.ordered.write().clear();
         }
+        st.add_bytes(-freed);
         let id = st.id;
         self.expiry.retain(|(_, i, d, _)| !(*i == id && *d == db));
-        self.dirty.retain(|(i, d, _)| !(*i == id && *d == db));
         let (mut lo, mut hi) = (Vec::new(), Vec::new());
         data_key(&mut lo, id, db, b"");
         data_key(&mut hi, id, db + 1, b"");
-        let mut table = txn.open_table(DATA)?;
-        let mut freed = 0i64;
-        for row in table.extract_from_if(lo.as_slice()..hi.as_slice(), |_, _| true)? {
-            let (k, v) = row?;
-            freed += (k.value().len() - 5 + v.value().len()) as i64;
-        }
-        st.add_bytes(-freed);
+        txn.open_table(DATA)?.retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
         self.change(st, db, b"", ChangeKind::Flush, None, 0);
         Ok(())
     }
@@ -786,6 +892,7 @@ impl Writer {
                     ExpireCondition::Xx => cur != 0,
                     ExpireCondition::Gt => cur != 0 && at > cur as i64,
                     ExpireCondition::Lt => cur == 0 || at < cur as i64,
+                    ExpireCondition::XxLt => cur != 0 && at < cur as i64,
                 };
                 if !ok {
                     return Ok(Reply::Int(0));
@@ -1091,6 +1198,11 @@ impl Writer {
                 Ok(Ok(()))
             }
             Admin::DeleteStore(name) => {
+                if !self.shared.stores.read().contains_key(&name) {
+                    return Ok(Err(KvError::NoSuchStore(name)));
+                }
+                // As for FLUSHDB: nothing of the store may stay in the log.
+                self.checkpoint(txn)?;
                 let Some(st) = self.shared.stores.write().remove(&name) else {
                     return Ok(Err(KvError::NoSuchStore(name)));
                 };
@@ -1142,6 +1254,37 @@ impl Writer {
             }
         }
     }
+}
+
+/// A log record's items: (store id, db, key, entry or `None` if removed).
+type LogItem = (u32, u8, Bytes, Option<Entry>);
+
+fn log_items(mut rec: &[u8]) -> Result<Vec<LogItem>, KvError> {
+    let bad = || KvError::Db("corrupt log record".into());
+    let u32_at = |b: &[u8], i: usize| -> Result<u32, KvError> {
+        Ok(u32::from_le_bytes(b.get(i..i + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?))
+    };
+    let mut out = Vec::new();
+    while !rec.is_empty() {
+        let id = u32_at(rec, 0)?;
+        let db = *rec.get(4).ok_or_else(bad)?;
+        let klen = u32_at(rec, 5)? as usize;
+        let key = Bytes::copy_from_slice(rec.get(9..9 + klen).ok_or_else(bad)?);
+        let elen = u32_at(rec, 9 + klen)?;
+        let start = 13 + klen;
+        if elen == REMOVED {
+            out.push((id, db, key, None));
+            rec = &rec[start..];
+        } else {
+            let end = start + elen as usize;
+            let raw = rec.get(start..end).ok_or_else(bad)?;
+            let mut e = Entry::decode(raw)?;
+            e.size = (key.len() + raw.len()) as u32;
+            out.push((id, db, key, Some(e)));
+            rec = &rec[end..];
+        }
+    }
+    Ok(out)
 }
 
 /// HINCRBY's current field value (0 if absent), checked before the write.

@@ -129,8 +129,14 @@ async fn the_sweep_deletes_expired_keys_through_the_writer() {
     }
     let info = kv.store_info("app").unwrap();
     assert_eq!(info.keys, 1);
-    // Each swept key left an expire record, oldest expiry first.
-    let changes = kv.changes("app", 0, 100).unwrap();
+    // Each swept key left an expire record, oldest expiry first (readable once committed:
+    // memory shows the deletion a commit earlier).
+    let mut changes = kv.changes("app", 0, 100).unwrap();
+    while changes.len() < 41 {
+        assert!(std::time::Instant::now() < deadline, "the sweep's last commit did not come");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        changes = kv.changes("app", 0, 100).unwrap();
+    }
     let expired: Vec<_> =
         changes.iter().filter(|c| c.kind == ChangeKind::Expire).map(|c| c.key.clone()).collect();
     assert_eq!(expired, (0..20).map(|i| b(&format!("k{i}"))).collect::<Vec<_>>());
