@@ -24,7 +24,8 @@ fn key(i: u64) -> Bytes {
     Bytes::from(format!("key:{i:012}"))
 }
 
-async fn run(db: &Db, case: Case, secs: f64) -> f64 {
+/// Ops per second, and the p50 / p99 / max latency of one call in microseconds.
+async fn run(db: &Db, case: Case, secs: f64) -> (f64, [u64; 3]) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -33,7 +34,9 @@ async fn run(db: &Db, case: Case, secs: f64) -> f64 {
         tasks.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(t as u64);
             let value = Bytes::from_static(b"xxx");
+            let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
                 match case {
                     Case::Get => {
                         let k = key(rng.u64(0..KEYS));
@@ -64,9 +67,11 @@ async fn run(db: &Db, case: Case, secs: f64) -> f64 {
                         done.fetch_add(16, Ordering::Relaxed);
                     }
                 }
+                lat.push(t0.elapsed().as_micros() as u64);
                 // Yield like a network round trip would, so tasks interleave fairly.
                 tokio::task::yield_now().await;
             }
+            lat
         }));
     }
     let started = Instant::now();
@@ -74,10 +79,17 @@ async fn run(db: &Db, case: Case, secs: f64) -> f64 {
     stop.store(true, Ordering::Relaxed);
     let n = done.load(Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        lat.extend(t.await.unwrap());
     }
-    n as f64 / elapsed
+    lat.sort_unstable();
+    let q = |f: f64| lat.get(((lat.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(0);
+    (n as f64 / elapsed, [q(0.5), q(0.99), q(1.0)])
+}
+
+fn show(label: &str, (rate, [p50, p99, max]): (f64, [u64; 3])) {
+    println!("{label:<36} {rate:>10.0} ops/s   per call p50 {p50:>6} us  p99 {p99:>6} us  max {max:>7} us");
 }
 
 async fn engine(dir: &std::path::Path, name: &str, config: Config, changes: bool) -> (Kv, Db) {
@@ -107,16 +119,8 @@ fn main() {
                 let config =
                     Config { group_commit: Duration::from_micros(us), durability, ..durable.clone() };
                 let (kv, db) = engine(&dir, &format!("w{i}"), config, false).await;
-                println!(
-                    "{:<28} {:>12.0} ops/s",
-                    format!("SET, window {us} us"),
-                    run(&db, Case::Set, secs).await
-                );
-                println!(
-                    "{:<28} {:>12.0} ops/s",
-                    format!("SET x16, window {us} us"),
-                    run(&db, Case::SetP16, secs).await
-                );
+                show(&format!("SET, window {us} us"), run(&db, Case::Set, secs).await);
+                show(&format!("SET x16, window {us} us"), run(&db, Case::SetP16, secs).await);
                 kv.close().await.unwrap();
             }
             return;
@@ -131,15 +135,11 @@ fn main() {
         for (i, (label, config, changes)) in cases.into_iter().enumerate() {
             let (kv, db) = engine(&dir, &format!("e{i}"), config, changes).await;
             if i == 0 {
-                println!("{:<28} {:>12.0} ops/s", "GET", run(&db, Case::Get, secs).await);
-                println!("{:<28} {:>12.0} ops/s", "GET x16 (pipeline)", run(&db, Case::GetP16, secs).await);
+                show("GET", run(&db, Case::Get, secs).await);
+                show("GET x16 (pipeline)", run(&db, Case::GetP16, secs).await);
             }
-            println!("{:<28} {:>12.0} ops/s", format!("SET, {label}"), run(&db, Case::Set, secs).await);
-            println!(
-                "{:<28} {:>12.0} ops/s",
-                format!("SET x16, {label}"),
-                run(&db, Case::SetP16, secs).await
-            );
+            show(&format!("SET, {label}"), run(&db, Case::Set, secs).await);
+            show(&format!("SET x16, {label}"), run(&db, Case::SetP16, secs).await);
             kv.close().await.unwrap();
         }
     });

@@ -938,6 +938,9 @@ impl Writer {
             }
             Op::HSet(key, pairs) => {
                 self.check_key(&key)?;
+                if pairs.is_empty() {
+                    return Err(KvError::InvalidArgument(format!("no fields to set in {key:?}")));
+                }
                 self.collection(st, db, key, crate::KeyType::Hash, |v| {
                     let Value::Hash(h) = v else { unreachable!("kind checked") };
                     let mut grow = 0i64;
@@ -977,9 +980,11 @@ impl Writer {
                     }))
                 })
             }
-            Op::LPush(key, items) | Op::RPush(key, items) if items.is_empty() => {
-                Err(KvError::InvalidArgument(format!("no values to push to {key:?}")))
+            // Redis never holds an empty collection, so a write that adds nothing is refused.
+            Op::LPush(key, items) | Op::RPush(key, items) | Op::SAdd(key, items) if items.is_empty() => {
+                Err(KvError::InvalidArgument(format!("no values to add to {key:?}")))
             }
+
             op @ (Op::LPush(..) | Op::RPush(..)) => {
                 let (front, key, items) = match op {
                     Op::LPush(k, i) => (true, k, i),

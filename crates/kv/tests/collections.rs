@@ -59,6 +59,9 @@ async fn lists() {
     assert_eq!(r[0].as_ref().unwrap(), &Reply::NilArray);
     assert_eq!(r[1].as_ref().unwrap(), &Reply::Nil);
     assert!(matches!(db.lpush("l", vec![]).await, Err(KvError::InvalidArgument(_))));
+    assert!(matches!(db.sadd("s", vec![]).await, Err(KvError::InvalidArgument(_))));
+    assert!(matches!(db.hset("h", vec![]).await, Err(KvError::InvalidArgument(_))));
+    assert_eq!(db.exists(bs(&["l", "s", "h"])).await.unwrap(), 0, "no empty collections");
 }
 
 #[tokio::test]

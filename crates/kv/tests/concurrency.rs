@@ -67,3 +67,49 @@ async fn incr_from_many_tasks_is_exact() {
     let kv = Kv::open(dir.path(), Config::default()).unwrap();
     assert_eq!(kv.db("app", 0).unwrap().get(b"n").await.unwrap().unwrap(), "2400");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_one_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = std::time::Duration::from_millis(100);
+    let kv = Kv::open(dir.path(), Config { group_commit: window, ..Config::default() }).unwrap();
+    kv.create_store("app", false).await.unwrap();
+    let db = kv.db("app", 0).unwrap();
+    db.set("warm", "up").await.unwrap();
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move { db.set(format!("k{i}"), "v").await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // One after another they would take 20 windows; in one group, about one.
+    assert!(started.elapsed() < window * 6, "{:?}", started.elapsed());
+    assert!(started.elapsed() >= window / 2, "the window was not waited: {:?}", started.elapsed());
+    assert_eq!(db.dbsize().await.unwrap(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_limit_of_one_still_serializes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(dir.path(), Config { max_batch: 1, ..Config::default() }).unwrap();
+    kv.create_store("app", false).await.unwrap();
+    let db = kv.db("app", 0).unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    db.incr("n").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(db.get(b"n").await.unwrap().unwrap(), "100");
+}
