@@ -203,6 +203,9 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) stores: RwLock<HashMap<String, Arc<StoreState>>>,
     pub(crate) queue: Queue,
+    /// Tests make the next commit fail, to check what callers see and the reload after it.
+    #[cfg(test)]
+    pub(crate) fail_next_commit: AtomicBool,
 }
 
 /// `[store id u32 BE][db u8][key]`: a store's keys, and a database's, are one range.
@@ -369,6 +372,8 @@ impl Kv {
             config,
             stores: RwLock::new(HashMap::new()),
             queue: Queue::default(),
+            #[cfg(test)]
+            fail_next_commit: AtomicBool::new(false),
         });
         let mut writer = Writer::new(shared.clone(), db);
         writer.load()?;
@@ -924,5 +929,40 @@ fn pop_many(r: Reply) -> Result<Option<Vec<Bytes>>, KvError> {
     match r {
         Reply::NilArray => Ok(None),
         r => bulks(r).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_its_group_and_memory_returns_to_the_last_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Kv::open(dir.path(), Config::default()).unwrap();
+        kv.create_store("app", true).await.unwrap();
+        let db = kv.db("app", 0).unwrap();
+        db.set("kept", "1").await.unwrap();
+        db.rpush("list", vec![Bytes::from("a")]).await.unwrap();
+
+        kv.shared().fail_next_commit.store(true, Ordering::SeqCst);
+        let ops = vec![
+            Op::Set { key: Bytes::from("kept"), value: Bytes::from("2"), options: SetOptions::default() },
+            Op::Set { key: Bytes::from("lost"), value: Bytes::from("x"), options: SetOptions::default() },
+            Op::Del(vec![Bytes::from("list")]),
+        ];
+        assert!(matches!(db.exec(ops).await, Err(KvError::CommitFailed(_))));
+        let create = kv.create_store("other", false).await;
+        assert!(create.is_ok(), "the next group commits: {create:?}");
+
+        // Memory is what the last commit left; the same handle keeps working.
+        assert_eq!(db.get(b"kept").await.unwrap(), Some(Bytes::from("1")));
+        assert_eq!(db.get(b"lost").await.unwrap(), None);
+        assert_eq!(db.lrange("list", 0, -1).await.unwrap(), vec![Bytes::from("a")]);
+        assert_eq!(kv.store_info("app").unwrap().last_seq, 2);
+        db.set("after", "ok").await.unwrap();
+        let seqs: Vec<u64> = kv.changes("app", 0, 10).unwrap().iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "the failed group's changes were never numbered for good");
+        assert_eq!(kv.stores().len(), 2);
     }
 }

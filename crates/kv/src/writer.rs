@@ -398,25 +398,49 @@ impl Writer {
         txn.set_durability(if durable { redb::Durability::Immediate } else { redb::Durability::None })?;
         let mut weight = 0;
         loop {
-            for w in works.drain(..) {
+            let mut batch = std::mem::take(works).into_iter();
+            while let Some(w) = batch.next() {
                 weight += w.weight();
                 self.now = self.shared.clock.now_ms();
-                let d = match w {
+                // A disk error fails the whole group: this work joins `done` (every entry there
+                // is answered with the error) and what was not reached goes back to `works`.
+                let failed = match w {
                     Work::Ops { store, db, ops, reply } => {
-                        let r = if store.deleted.load(Ordering::SeqCst) {
+                        let mut r = if store.deleted.load(Ordering::SeqCst) {
                             Err(KvError::NoSuchStore(store.name.clone()))
                         } else {
-                            let mut out = Vec::with_capacity(ops.len());
-                            for op in ops {
-                                out.push(self.apply(&txn, &store, db, op)?);
-                            }
-                            Ok(out)
+                            Ok(Vec::with_capacity(ops.len()))
                         };
-                        Done::Ops(reply, r)
+                        let mut failed = None;
+                        if let Ok(out) = &mut r {
+                            for op in ops {
+                                match self.apply(&txn, &store, db, op) {
+                                    Ok(reply) => out.push(reply),
+                                    Err(e) => {
+                                        failed = Some(e);
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        done.push(Done::Ops(reply, r));
+                        failed
                     }
-                    Work::Admin { op, reply } => Done::Admin(reply, self.admin(&txn, op)?),
+                    Work::Admin { op, reply } => match self.admin(&txn, op) {
+                        Ok(r) => {
+                            done.push(Done::Admin(reply, r));
+                            None
+                        }
+                        Err(e) => {
+                            done.push(Done::Admin(reply, Ok(())));
+                            Some(e)
+                        }
+                    },
                 };
-                done.push(d);
+                if let Some(e) = failed {
+                    works.extend(batch);
+                    return Err(e);
+                }
             }
             if weight >= config.max_batch {
                 break;
@@ -435,6 +459,10 @@ impl Writer {
             self.sweep(config.sweep_batch);
         }
         self.flush(&txn, final_commit)?;
+        #[cfg(test)]
+        if self.shared.fail_next_commit.swap(false, Ordering::SeqCst) {
+            return Err(KvError::Db("injected commit failure".into()));
+        }
         txn.commit()?;
         self.undurable = !durable;
         if durable {
