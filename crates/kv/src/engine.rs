@@ -62,7 +62,8 @@ pub struct Config {
     /// Change records kept per store at most, acknowledged or not.
     pub change_retention: u64,
     /// A group logs the final state of the keys it touched as one record; the records are
-    /// folded into the key table (a checkpoint) once they name this many distinct keys...
+    /// folded into the key table (a checkpoint) once they name this many distinct keys (default
+    /// 10 000: the group that checkpoints waits for that many B-tree writes, tens of ms)...
     pub checkpoint_keys: usize,
     /// ...or take this many bytes.
     pub checkpoint_bytes: usize,
@@ -82,7 +83,7 @@ impl Default for Config {
             sweep_interval: Duration::from_millis(100),
             sweep_batch: 1000,
             change_retention: 1_000_000,
-            checkpoint_keys: 20_000,
+            checkpoint_keys: 10_000,
             checkpoint_bytes: 64 << 20,
             cache_bytes: 64 << 20,
             clock: Arc::new(SystemClock),
