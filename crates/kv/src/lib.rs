@@ -13,7 +13,8 @@
 //! # Reads, writes and group commit
 //!
 //! Every store is kept whole in memory (per database, 16 shards behind `RwLock`s); redb is the
-//! durable copy, read only at open. Reads never wait for the writer or for an fsync. Writes go
+//! durable copy, read only at open. Reads never wait for a commit or an fsync (at most, for
+//! microseconds, for the writer's lock on one shard). Writes go
 //! through one writer thread: it takes every queued operation, applies each to memory in order
 //! (so INCR and compare-and-swap are atomic with no lost update), keeps taking work that
 //! arrives within [`Config::group_commit`] of the group's start (default 200 µs; zero = commit
@@ -39,7 +40,8 @@
 //! table in the same transaction as the change. Consumers read with [`Kv::changes`], wait with
 //! [`Kv::watch_changes`], and [`Kv::ack`] what they processed; records every consumer acked,
 //! or beyond [`Config::change_retention`] per store, are trimmed. Delivery is at least once,
-//! in one total order per store. Off by default: it costs a B-tree insert per write.
+//! in one total order per store. Off by default: it costs a B-tree insert per write (about
+//! 15-35% of SET throughput in `examples/bench.rs`).
 //!
 //! # On disk
 //!
@@ -66,6 +68,12 @@
 //! Keys up to [`DEFAULT_MAX_KEY_BYTES`] (64 KiB) and values (a string, or a collection's
 //! encoded elements) up to [`DEFAULT_MAX_VALUE_BYTES`] (32 MiB) by default, both configurable;
 //! past them a write fails with [`KvError::KeyTooLarge`] / [`KvError::ValueTooLarge`].
+//!
+//! # Measuring
+//!
+//! `cargo run --release -p yun-kv --example bench` drives 50 tasks of GET or SET (3-byte
+//! values over 100k keys), one op per call or 16 (a pipeline), and prints ops/s with per-call
+//! p50/p99/max for each durability setting; `WINDOWS_US=0,200,2000` compares windows.
 
 mod clock;
 mod engine;
