@@ -355,6 +355,12 @@ impl Kv {
         if config.max_batch == 0 || config.sweep_batch == 0 {
             return Err(KvError::InvalidArgument("max_batch and sweep_batch must be positive".into()));
         }
+        // A key's size is kept in a u32, and redb takes at most about 3 GiB per value.
+        if config.max_value_bytes > 1 << 30 || config.max_key_bytes > 1 << 20 {
+            return Err(KvError::InvalidArgument(
+                "max_value_bytes is at most 1 GiB, max_key_bytes 1 MiB".into(),
+            ));
+        }
         std::fs::create_dir_all(dir)?;
         let db = Database::builder().set_cache_size(config.cache_bytes).create(dir.join("kv.redb"))?;
         let txn = db.begin_write()?;

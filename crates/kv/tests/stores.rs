@@ -94,3 +94,15 @@ async fn dropping_every_handle_closes_the_engine() {
     };
     assert_eq!(kv.db("app", 0).unwrap().get(b"k").await.unwrap(), Some(b("v")));
 }
+
+#[test]
+fn configs_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for config in [
+        Config { max_value_bytes: 2 << 30, ..Config::default() },
+        Config { max_key_bytes: 2 << 20, ..Config::default() },
+        Config { max_batch: 0, ..Config::default() },
+    ] {
+        assert!(matches!(Kv::open(dir.path(), config), Err(KvError::InvalidArgument(_))));
+    }
+}
