@@ -45,6 +45,8 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     // yun's own interfaces: linked for every guest, used by those that import them.
     crate::storage::add_to_linker(&mut linker)?;
+    crate::keyvalue::add_to_linker(&mut linker)?;
+    crate::sqlite::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

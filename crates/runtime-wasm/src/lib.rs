@@ -3,12 +3,17 @@
 //!
 //! It owns mechanism (engine, compilation, instantiation, limits, capturing guest output) and
 //! takes policy from its caller: which revision to run, with which limits, where logs go, and
-//! how many instances may exist. It knows nothing about routing, storage layout or the API.
+//! how many instances may exist. It knows nothing about routing, storage layout or the API
+//! beyond making in-process requests to it for yun's host interfaces (`yun:storage/objects`,
+//! `wasi:keyvalue`, the SQLite interface `fermyon:spin/sqlite`).
 
 mod compile;
 mod host;
+mod keyvalue;
+mod local;
 mod pool;
 mod revision;
+mod sqlite;
 mod storage;
 
 pub use compile::{CompileError, CompileSandbox, compile_child_main, compile_component};
@@ -114,4 +119,38 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
             }
         })
         .expect("spawning the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every import of the example guests (wasi:http, yun:storage, wasi:keyvalue, the SQLite
+    /// interface) is satisfied by the linker every revision instantiates with.
+    #[test]
+    fn guests_of_yun_s_host_interfaces_link() {
+        let runtime = Runtime::new(&RuntimeConfig { max_instances: 4 }).unwrap();
+        for guest in ["counter_wasm", "notes_wasm"] {
+            let path = yun_test_support::guest(guest);
+            let component = wasmtime::component::Component::from_file(runtime.engine(), &path).unwrap();
+            let imports: Vec<String> = component
+                .component_type()
+                .imports(runtime.engine())
+                .map(|(name, _)| name.to_string())
+                .collect();
+            if guest == "counter_wasm" {
+                for wanted in [
+                    "wasi:keyvalue/store@0.2.0-draft2",
+                    "wasi:keyvalue/atomics@0.2.0-draft2",
+                    "wasi:keyvalue/batch@0.2.0-draft2",
+                    "fermyon:spin/sqlite@2.0.0",
+                ] {
+                    assert!(imports.iter().any(|i| i == wanted), "{guest} imports {imports:?}");
+                }
+            }
+            if let Err(e) = runtime.linker.instantiate_pre(&component) {
+                panic!("{guest} does not link: {e:#}");
+            }
+        }
+    }
 }

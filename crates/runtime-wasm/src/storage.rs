@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::host::Host;
+use crate::local::CallError;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -21,12 +22,8 @@ pub(crate) fn add_to_linker(linker: &mut wasmtime::component::Linker<Host>) -> w
     objects::add_to_linker::<Host, wasmtime::component::HasSelf<Host>>(linker, |h| h)
 }
 
-fn query(pairs: &[(&str, &str)]) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        q.append_pair(k, v);
-    }
-    q.finish()
+fn query(key_or_prefix: (&str, &str)) -> String {
+    crate::local::query(&[(key_or_prefix.0, key_or_prefix.1.as_bytes())])
 }
 
 impl Host {
@@ -38,32 +35,19 @@ impl Host {
         body: Bytes,
         content_type: Option<String>,
     ) -> Result<Bytes, Error> {
-        let Some(local) = self.hooks.local.clone() else {
-            return Err(Error::Other("object storage is not available here".into()));
+        let reply = match self.local_call(method, path_and_query, body, content_type.as_deref()).await {
+            Ok(reply) => reply,
+            Err(CallError::TooLarge) => return Err(Error::TooLarge),
+            Err(CallError::Unavailable) => {
+                return Err(Error::Other("object storage is not available here".into()));
+            }
+            Err(e) => return Err(Error::Other(e.to_string())),
         };
-        let caller = self.hooks.function.clone();
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path_and_query}", yun_types::local::LOCAL_HOST))
-            .header(http::header::HOST, yun_types::local::LOCAL_HOST)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", local.token_for(&caller)));
-        let request = match content_type {
-            Some(ct) => request.header(http::header::CONTENT_TYPE, ct),
-            None => request,
+        if reply.ok() {
+            return Ok(reply.body);
         }
-        .body(body)
-        .map_err(|e| Error::Other(e.to_string()))?;
-        let response = local.call(&caller, request).await;
-        let status = response.status().as_u16();
-        let body = response.into_body();
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        Err(match status {
+        let message = reply.message();
+        Err(match reply.status {
             401 | 403 => Error::AccessDenied,
             404 if message.contains("bucket") && !message.contains("key") => Error::NoSuchBucket,
             404 => Error::NoSuchKey,
@@ -75,7 +59,7 @@ impl Host {
 
 impl objects::Host for Host {
     async fn get(&mut self, bucket: String, key: String) -> Result<Vec<u8>, Error> {
-        let path = format!("/v1/storage/buckets/{bucket}/object?{}", query(&[("key", &key)]));
+        let path = format!("/v1/storage/buckets/{bucket}/object?{}", query(("key", &key)));
         self.storage_call(http::Method::GET, path, Bytes::new(), None).await.map(|b| b.to_vec())
     }
 
@@ -86,22 +70,19 @@ impl objects::Host for Host {
         data: Vec<u8>,
         content_type: Option<String>,
     ) -> Result<(), Error> {
-        if data.len() > yun_types::local::MAX_LOCAL_BODY {
-            return Err(Error::TooLarge);
-        }
-        let path = format!("/v1/storage/buckets/{bucket}/object?{}", query(&[("key", &key)]));
+        let path = format!("/v1/storage/buckets/{bucket}/object?{}", query(("key", &key)));
         self.storage_call(http::Method::PUT, path, Bytes::from(data), content_type).await.map(|_| ())
     }
 
     async fn delete(&mut self, bucket: String, key: String) -> Result<bool, Error> {
-        let path = format!("/v1/storage/buckets/{bucket}/object?{}", query(&[("key", &key)]));
+        let path = format!("/v1/storage/buckets/{bucket}/object?{}", query(("key", &key)));
         let body = self.storage_call(http::Method::DELETE, path, Bytes::new(), None).await?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Other(e.to_string()))?;
         Ok(v["deleted"] == true)
     }
 
     async fn list_keys(&mut self, bucket: String, prefix: String) -> Result<Vec<String>, Error> {
-        let path = format!("/v1/storage/buckets/{bucket}/objects?{}", query(&[("prefix", &prefix)]));
+        let path = format!("/v1/storage/buckets/{bucket}/objects?{}", query(("prefix", &prefix)));
         let body = self.storage_call(http::Method::GET, path, Bytes::new(), None).await?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Other(e.to_string()))?;
         Ok(v["objects"]
