@@ -71,6 +71,8 @@ impl RedisEndpoint {
                 return Ok(n);
             }
             cursor = next;
+            // The steps run without awaiting anything: let the worker serve other connections.
+            tokio::task::yield_now().await;
         }
     }
 }

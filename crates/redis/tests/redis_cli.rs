@@ -103,3 +103,40 @@ async fn malformed_resp_is_a_protocol_error_and_others_are_still_served() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_past_the_engines_sixteen_are_refused() {
+    let config = yun_resp::Config { databases: 20, ..yun_resp::Config::default() };
+    let server = Server::with(yun_kv::Config::default(), config).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    stream
+        .write_all(b"AUTH fn-token\r\nSELECT 17\r\nSET k v\r\nGET k\r\nSELECT 15\r\nSET k v\r\n")
+        .await
+        .unwrap();
+    let want: &[u8] =
+        b"+OK\r\n+OK\r\n-ERR DB index is out of range\r\n-ERR DB index is out of range\r\n+OK\r\n+OK\r\n";
+    assert_eq!(read_reply(&mut stream, want).await, want);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_deleted_under_a_session_is_refused_until_it_exists_again() {
+    let server = Server::start().await;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    stream.write_all(b"AUTH fn-token\r\nSET k v\r\n").await.unwrap();
+    assert_eq!(read_reply(&mut stream, b"+OK\r\n+OK\r\n").await, b"+OK\r\n+OK\r\n");
+    server.kv.delete_store("app").await.unwrap();
+    // Neither a read (answered from memory) nor a write (through the writer) reaches it.
+    stream.write_all(b"GET k\r\nSET k v\r\nINFO keyspace\r\n").await.unwrap();
+    let got = read_reply(&mut stream, b"# Keyspace\r\n\r\n").await;
+    assert!(
+        got.starts_with(b"-ERR no such store\r\n-ERR no such store\r\n$"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // The session does not bring it back; whoever creates it again does, empty.
+    server.kv.create_store("app", false).await.unwrap();
+    stream.write_all(b"GET k\r\nSET k w\r\nGET k\r\n").await.unwrap();
+    assert_eq!(read_reply(&mut stream, b"w\r\n").await, b"$-1\r\n+OK\r\n$1\r\nw\r\n");
+    server.stop().await;
+}
