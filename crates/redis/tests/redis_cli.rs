@@ -140,3 +140,26 @@ async fn a_store_deleted_under_a_session_is_refused_until_it_exists_again() {
     assert_eq!(read_reply(&mut stream, b"w\r\n").await, b"$-1\r\n+OK\r\n$1\r\nw\r\n");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_follows_the_engines_clock() {
+    let clock = std::sync::Arc::new(yun_kv::ManualClock::new(1_700_000_000_000));
+    let kv = yun_kv::Config { clock: clock.clone(), ..yun_kv::Config::default() };
+    let server = Server::with(kv, yun_resp::Config::default()).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    stream
+        .write_all(b"AUTH fn-token\r\nSET a 1 EX 10\r\nSET b 2 PXAT 1700000005000\r\nPEXPIRE c 5\r\nSET c 3\r\nTTL a\r\nPTTL b\r\n")
+        .await
+        .unwrap();
+    let want: &[u8] = b"+OK\r\n+OK\r\n+OK\r\n:0\r\n+OK\r\n:10\r\n:5000\r\n";
+    assert_eq!(read_reply(&mut stream, want).await, want);
+    clock.advance(Duration::from_millis(5000));
+    stream.write_all(b"GET a\r\nGET b\r\nTTL b\r\nTTL a\r\nEXPIRE c 1\r\n").await.unwrap();
+    let want: &[u8] = b"$1\r\n1\r\n$-1\r\n:-2\r\n:5\r\n:1\r\n";
+    assert_eq!(read_reply(&mut stream, want).await, want);
+    clock.advance(Duration::from_millis(5000));
+    stream.write_all(b"GET a\r\nEXISTS a b c\r\n").await.unwrap();
+    let want: &[u8] = b"$-1\r\n:0\r\n";
+    assert_eq!(read_reply(&mut stream, want).await, want);
+    server.stop().await;
+}
