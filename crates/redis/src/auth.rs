@@ -10,6 +10,16 @@ pub trait Credentials: Send + Sync + 'static {
     fn grant(&self, user: Option<&str>, password: &str) -> Option<Grant>;
 }
 
+/// A closure is a policy too: `|user, token| ...`.
+impl<F> Credentials for F
+where
+    F: Fn(Option<&str>, &str) -> Option<Grant> + Send + Sync + 'static,
+{
+    fn grant(&self, user: Option<&str>, password: &str) -> Option<Grant> {
+        self(user, password)
+    }
+}
+
 /// The store a session is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -22,5 +32,20 @@ pub struct Grant {
 impl Grant {
     pub fn new(store: impl Into<String>, create: bool) -> Grant {
         Grant { store: store.into(), create }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closure_is_a_policy() {
+        let policy: Box<dyn Credentials> = Box::new(|user: Option<&str>, token: &str| {
+            (token == "t").then(|| Grant::new(user.unwrap_or("main"), false))
+        });
+        assert_eq!(policy.grant(None, "t"), Some(Grant { store: "main".into(), create: false }));
+        assert_eq!(policy.grant(Some("x"), "t"), Some(Grant::new("x", false)));
+        assert_eq!(policy.grant(None, "wrong"), None);
     }
 }
