@@ -81,7 +81,7 @@ mkdir -p "$WORK/yun" "$WORK/yun-everysec" "$WORK/redis"
   echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
   echo "kernel: $(uname -sr)"
   echo "filesystem: $(df -T "$WORK" | awk 'NR == 2 {print $1, $2}') ($(findmnt -no OPTIONS --target "$WORK" 2>/dev/null || echo '?')), both systems in $WORK"
-  if has_yun; then echo "yun: crates/redis example serve at $SERVE (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null || echo ', with uncommitted changes in the tree'); built $(date -u -r "$SERVE" +%FT%TZ)); yun: fsync per group commit, yun-everysec: --no-fsync${YUN_REDIS_ARGS:+; flags: $YUN_REDIS_ARGS}"; fi
+  if has_yun; then echo "yun: crates/redis example serve at $SERVE (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null || echo ', with uncommitted changes in the tree'); built $(date -u -r "$SERVE" +%FT%TZ)); yun: fsync per group commit (200 us window), yun-everysec: --no-fsync (0 window)${YUN_REDIS_ARGS:+; flags: $YUN_REDIS_ARGS}"; fi
   echo "redis: $(redis-server --version); appendonly yes, appendfsync everysec, save ''"
   echo "client: $(redis-benchmark --version 2>/dev/null || echo redis-benchmark); -c $CLIENTS -n $REQUESTS -r $KEYSPACE -t $TESTS, pipelines: $PIPELINES; $ROUNDS rounds, systems rotated; medians"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
