@@ -3,7 +3,7 @@
 //! client library and no credentials: the host acts as the function, on the store and database
 //! it was deployed with.
 //!
-//!     yun kv create counts && yun deploy counter counter_wasm.wasm --kv counts --sql app
+//!     yun deploy counter counter_wasm.wasm --kv counts --sql app   # both made by their first write
 //!     curl -X POST localhost:8080/fn/counter/incr     # {"count":1}
 //!     curl localhost:8080/fn/counter/                 # {"count":1,"rows":1}
 //!     curl -X PUT localhost:8080/fn/counter/kv/greeting -d hello
