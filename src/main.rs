@@ -87,6 +87,10 @@ enum Command {
     Queue(commands::queue::Args),
     /// Object storage (S3-compatible): buckets, objects, access keys.
     Storage(commands::storage::Args),
+    /// Key-value stores (also on the Redis endpoint): keys, values, counters.
+    Kv(commands::kv::Args),
+    /// A SQL database per app: statements, scripts, schema.
+    Sql(commands::sql::Args),
     /// Topics that fan messages out to queues and functions.
     Topic(commands::topic::Args),
     /// Queue consumers and cron schedules that invoke a function.
@@ -152,6 +156,8 @@ fn main() -> ExitCode {
             Command::Apply(args) => commands::apply::run(&cli.global, args).await,
             Command::Queue(args) => commands::queue::run(&cli.global, args).await,
             Command::Storage(args) => commands::storage::run(&cli.global, args).await,
+            Command::Kv(args) => commands::kv::run(&cli.global, args).await,
+            Command::Sql(args) => commands::sql::run(&cli.global, args).await,
             Command::Topic(args) => commands::topic::run(&cli.global, args).await,
             Command::Trigger(args) => commands::trigger::run(&cli.global, args).await,
             Command::Async(args) => commands::trigger::run_async(&cli.global, args).await,

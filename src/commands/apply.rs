@@ -190,6 +190,8 @@ fn function_spec(def: &FunctionDef, digest: &str) -> Value {
         "env": def.env,
         "allow_outbound": def.allow_outbound,
         "buckets": def.buckets,
+        "kv": def.kv,
+        "sql": def.sql,
         "private": def.private,
         "instance": def.instance.unwrap_or_default(),
         "secrets": def.secrets,

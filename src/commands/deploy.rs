@@ -70,6 +70,13 @@ pub struct Args {
     /// AWS_ENDPOINT_URL_S3 and a key scoped to its buckets in its environment.
     #[arg(long = "bucket", value_name = "BUCKET")]
     buckets: Vec<String>,
+    /// Key-value store the function uses (repeatable): its token reaches it over HTTP
+    /// (`YUN_API`) and Redis (`REDIS_URL`, the first store).
+    #[arg(long = "kv", value_name = "STORE")]
+    kv: Vec<String>,
+    /// SQL database the function uses (repeatable), through `YUN_API`.
+    #[arg(long = "sql", value_name = "DB")]
+    sql: Vec<String>,
     /// Require the admin token to invoke the function.
     #[arg(long)]
     private: bool,
@@ -136,6 +143,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         "env": env,
         "allow_outbound": args.allow_outbound,
         "buckets": args.buckets,
+        "kv": args.kv,
+        "sql": args.sql,
         "private": args.private,
         "instance": args.instance,
         "process": process.then(|| json!({

@@ -47,6 +47,16 @@ pub struct Args {
     /// The region S3 clients sign for and buckets report.
     #[arg(long, env = "YUN_S3_REGION", default_value = "us-east-1")]
     s3_region: String,
+    /// How long the key-value writer gathers writes into one fsynced commit (group commit);
+    /// 0 commits as soon as no write is waiting. Acknowledged writes are always durable.
+    #[arg(long, default_value = "200us", value_parser = humantime::parse_duration)]
+    kv_group_commit: Duration,
+    /// The most one SQL database may hold.
+    #[arg(long, default_value = "1Gi", value_parser = parse_size)]
+    sql_max_size: u64,
+    /// How long one SQL request (all its statements) may run before it is rolled back.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    sql_timeout: Duration,
     /// Send a span of every invocation to this OpenTelemetry collector (OTLP/HTTP protobuf,
     /// e.g. http://127.0.0.1:4318).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -231,6 +241,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    let kv_dir = data_dir.join("kv");
+    let kv = yun_kv::Kv::open(
+        &kv_dir,
+        yun_kv::Config { group_commit: args.kv_group_commit, ..yun_kv::Config::default() },
+    )
+    .with_context(|| format!("opening the key-value stores in {} (is another `yun up` using it?)", kv_dir.display()))?;
+    let sql_dir = data_dir.join("sql");
+    let sql = yun_sql::Sql::open(
+        &sql_dir,
+        yun_sql::Config { max_db_bytes: args.sql_max_size, timeout: args.sql_timeout, ..yun_sql::Config::default() },
+    )
+    .with_context(|| format!("opening the SQL databases in {}", sql_dir.display()))?;
+
     // Everything that can be checked has been; only now take the ports.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -279,6 +302,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         records: records.clone(),
         recording,
         storage,
+        kv: Some(kv.clone()),
+        sql: Some(sql),
         metrics_public: args.metrics_public,
         data_dir: data_dir.clone(),
     }));
@@ -382,6 +407,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => tracing::warn!("the S3 API task failed: {e}"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Err(e) = kv.close().await {
+        tracing::warn!("closing the key-value stores failed: {e}");
     }
     if let Err(e) = flushed.flush() {
         tracing::warn!("writing the last log lines failed: {e}");

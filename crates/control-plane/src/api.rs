@@ -60,6 +60,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/storage/keys"),
     ("POST", "/v1/storage/keys"),
     ("DELETE", "/v1/storage/keys/{key}"),
+    ("GET", "/v1/kv"),
+    ("PUT", "/v1/kv/{store}"),
+    ("DELETE", "/v1/kv/{store}"),
+    ("GET", "/v1/kv/{store}/keys"),
+    ("GET", "/v1/kv/{store}/key"),
+    ("PUT", "/v1/kv/{store}/key"),
+    ("DELETE", "/v1/kv/{store}/key"),
+    ("POST", "/v1/kv/{store}/incr"),
+    ("POST", "/v1/kv/{store}/cas"),
+    ("POST", "/v1/kv/{store}/batch"),
+    ("GET", "/v1/sql"),
+    ("POST", "/v1/sql/{db}"),
+    ("DELETE", "/v1/sql/{db}"),
+    ("GET", "/v1/sql/{db}/schema"),
 ];
 
 /// What a management request asks for, parsed once at the boundary.
@@ -131,6 +145,136 @@ pub enum Command {
     ListStorageKeys,
     CreateStorageKey,
     DeleteStorageKey(String),
+    ListKvStores,
+    CreateKvStore(String),
+    DeleteKvStore(String),
+    /// A store's keys by prefix, a page at a time.
+    KvKeys(String, KvList),
+    KvGet(String, KvKey),
+    KvPut(String, KvPut),
+    KvDelete(String, KvKey),
+    KvIncr(String, KvKey, i64),
+    /// A store and a database index; the JSON body says what.
+    KvCas(String, u8),
+    KvBatch(String, u8),
+    ListDatabases,
+    SqlExecute(String),
+    DeleteDatabase(String),
+    SqlSchema(String),
+}
+
+/// One key of a store's database: `?key=K&db=N`. Keys are bytes: percent-encoded in the query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvKey {
+    pub db: u8,
+    pub key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvList {
+    pub db: u8,
+    pub prefix: Vec<u8>,
+    pub after: Option<Vec<u8>>,
+    pub limit: usize,
+}
+
+/// `PUT ?key=K[&ttl=30s][&if=absent|present]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPut {
+    pub key: KvKey,
+    pub ttl_ms: Option<u64>,
+    pub condition: KvCondition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCondition {
+    Always,
+    Absent,
+    Present,
+}
+
+/// The query of a KV route: only the parameters `allowed` names, each at most once.
+struct KvParams {
+    db: u8,
+    key: Option<Vec<u8>>,
+    prefix: Vec<u8>,
+    after: Option<Vec<u8>>,
+    limit: usize,
+    ttl_ms: Option<u64>,
+    condition: KvCondition,
+    by: i64,
+}
+
+fn kv_params(query: Option<&str>, allowed: &[&str]) -> Result<KvParams, ApiError> {
+    let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+    let mut p = KvParams {
+        db: 0,
+        key: None,
+        prefix: Vec::new(),
+        after: None,
+        limit: 100,
+        ttl_ms: None,
+        condition: KvCondition::Always,
+        by: 1,
+    };
+    // Raw bytes: a key need not be UTF-8, so the query is decoded without form_urlencoded's
+    // lossy conversion.
+    for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |v: &str| -> Vec<u8> {
+            let v = v.replace('+', " ");
+            percent_encoding::percent_decode_str(&v).collect()
+        };
+        let text = || String::from_utf8(decode(v)).map_err(|_| bad(format!("{k} must be UTF-8")));
+        if !allowed.contains(&k) {
+            return Err(bad(format!("unknown query parameter {k:?}")));
+        }
+        match k {
+            "db" => {
+                p.db = text()?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n < 16)
+                    .ok_or_else(|| bad("db must be a database index, 0 to 15".into()))?
+            }
+            "key" => p.key = Some(decode(v)),
+            "prefix" => p.prefix = decode(v),
+            "after" => p.after = Some(decode(v)).filter(|a| !a.is_empty()),
+            "limit" => {
+                p.limit = text()?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad("limit must be 1 to 1000".into()))?
+            }
+            "ttl" => {
+                let t = text()?;
+                let d = humantime::parse_duration(&t)
+                    .map_err(|_| bad(format!("ttl {t:?} is not a duration such as 30s or 1500ms")))?;
+                if d.is_zero() {
+                    return Err(bad("ttl must be more than zero".into()));
+                }
+                p.ttl_ms = Some(d.as_millis().min(u64::MAX as u128) as u64);
+            }
+            "if" => {
+                p.condition = match text()?.as_str() {
+                    "absent" => KvCondition::Absent,
+                    "present" => KvCondition::Present,
+                    other => return Err(bad(format!("if must be absent or present, not {other:?}"))),
+                }
+            }
+            "by" => p.by = text()?.parse().map_err(|_| bad("by must be a 64-bit integer".into()))?,
+            _ => unreachable!("allowed names only known parameters"),
+        }
+    }
+    Ok(p)
+}
+
+fn kv_key(p: &KvParams) -> Result<KvKey, ApiError> {
+    match &p.key {
+        Some(k) if !k.is_empty() => Ok(KvKey { db: p.db, key: k.clone() }),
+        _ => Err(ApiError::new(ErrorCode::BadRequest, "say which key: ?key=KEY")),
+    }
 }
 
 /// A listing of a bucket's objects: `?prefix=&delimiter=&start_after=&max=`.
@@ -191,7 +335,54 @@ impl Command {
                 | Command::PutObject(..)
                 | Command::GetObject(..)
                 | Command::DeleteObject(..)
+                | Command::KvKeys(..)
+                | Command::KvGet(..)
+                | Command::KvPut(..)
+                | Command::KvDelete(..)
+                | Command::KvIncr(..)
+                | Command::KvCas(..)
+                | Command::KvBatch(..)
+                | Command::SqlExecute(..)
+                | Command::SqlSchema(..)
         )
+    }
+
+    /// The key-value store a data command is about (a function may only use those it declared).
+    pub fn kv_store(&self) -> Option<&str> {
+        match self {
+            Command::KvKeys(s, _)
+            | Command::KvGet(s, _)
+            | Command::KvPut(s, _)
+            | Command::KvDelete(s, _)
+            | Command::KvIncr(s, ..)
+            | Command::KvCas(s, _)
+            | Command::KvBatch(s, _) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The SQL database a command is about.
+    pub fn sql_db(&self) -> Option<&str> {
+        match self {
+            Command::SqlExecute(d) | Command::SqlSchema(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Where a function's "default" store or database is resolved to its first declared one.
+    pub fn rename_store(&mut self, to: String) {
+        match self {
+            Command::KvKeys(s, _)
+            | Command::KvGet(s, _)
+            | Command::KvPut(s, _)
+            | Command::KvDelete(s, _)
+            | Command::KvIncr(s, ..)
+            | Command::KvCas(s, _)
+            | Command::KvBatch(s, _)
+            | Command::SqlExecute(s)
+            | Command::SqlSchema(s) => *s = to,
+            _ => {}
+        }
     }
 
     /// The bucket an object command is about (a function may only use those it declared).
@@ -331,6 +522,31 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             ("GET", "/v1/storage/keys") => Command::ListStorageKeys,
             ("POST", "/v1/storage/keys") => Command::CreateStorageKey,
             ("DELETE", "/v1/storage/keys/{key}") => Command::DeleteStorageKey(other()),
+            ("GET", "/v1/kv") => Command::ListKvStores,
+            ("PUT", "/v1/kv/{store}") => Command::CreateKvStore(other()),
+            ("DELETE", "/v1/kv/{store}") => Command::DeleteKvStore(other()),
+            ("GET", "/v1/kv/{store}/keys") => {
+                let p = kv_params(query, &["db", "prefix", "after", "limit"])?;
+                Command::KvKeys(other(), KvList { db: p.db, prefix: p.prefix, after: p.after, limit: p.limit })
+            }
+            ("GET", "/v1/kv/{store}/key") => Command::KvGet(other(), kv_key(&kv_params(query, &["db", "key"])?)?),
+            ("PUT", "/v1/kv/{store}/key") => {
+                let p = kv_params(query, &["db", "key", "ttl", "if"])?;
+                Command::KvPut(other(), KvPut { key: kv_key(&p)?, ttl_ms: p.ttl_ms, condition: p.condition })
+            }
+            ("DELETE", "/v1/kv/{store}/key") => {
+                Command::KvDelete(other(), kv_key(&kv_params(query, &["db", "key"])?)?)
+            }
+            ("POST", "/v1/kv/{store}/incr") => {
+                let p = kv_params(query, &["db", "key", "by"])?;
+                Command::KvIncr(other(), kv_key(&p)?, p.by)
+            }
+            ("POST", "/v1/kv/{store}/cas") => Command::KvCas(other(), kv_params(query, &["db"])?.db),
+            ("POST", "/v1/kv/{store}/batch") => Command::KvBatch(other(), kv_params(query, &["db"])?.db),
+            ("GET", "/v1/sql") => Command::ListDatabases,
+            ("POST", "/v1/sql/{db}") => Command::SqlExecute(other()),
+            ("DELETE", "/v1/sql/{db}") => Command::DeleteDatabase(other()),
+            ("GET", "/v1/sql/{db}/schema") => Command::SqlSchema(other()),
             _ => unreachable!("every route in ROUTES has a command"),
         });
     }

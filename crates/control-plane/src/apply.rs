@@ -160,6 +160,8 @@ fn spec_diff(old: &RevisionSpec, new: &RevisionSpec) -> Vec<&'static str> {
     check(old.secrets != new.secrets, "secrets");
     check(old.allow_outbound != new.allow_outbound, "allow_outbound");
     check(old.buckets != new.buckets, "buckets");
+    check(old.kv != new.kv, "kv");
+    check(old.sql != new.sql, "sql");
     check(old.private != new.private, "private");
     check(old.instance != new.instance, "instance");
     check(old.process != new.process, "process");

@@ -14,7 +14,9 @@ pub mod auth;
 pub mod body;
 mod events;
 mod routes;
+mod kv;
 mod secrets;
+mod sql;
 mod storage;
 mod traffic;
 
@@ -81,6 +83,8 @@ pub struct ControlPlane {
     records: Option<Arc<yun_telemetry::Records>>,
     recording: bool,
     storage: Option<Storage>,
+    kv: Option<yun_kv::Kv>,
+    sql: Option<yun_sql::Sql>,
     metrics_public: bool,
     data_dir: std::path::PathBuf,
     /// Held by every change, so two changes never interleave their read-check-write (two routes
@@ -140,6 +144,10 @@ pub struct ControlPlaneParts {
     pub recording: bool,
     /// The object store, unless it is off.
     pub storage: Option<Storage>,
+    /// The key-value stores, unless they are off.
+    pub kv: Option<yun_kv::Kv>,
+    /// The SQL databases, unless they are off.
+    pub sql: Option<yun_sql::Sql>,
     /// `/metrics` without the admin token (for a Prometheus on a trusted network).
     pub metrics_public: bool,
     /// Where the stores' files are, for their sizes.
@@ -166,6 +174,8 @@ impl ControlPlane {
             records: p.records,
             recording: p.recording,
             storage: p.storage,
+            kv: p.kv,
+            sql: p.sql,
             metrics_public: p.metrics_public,
             data_dir: p.data_dir,
             changes: tokio::sync::Mutex::new(()),
@@ -398,6 +408,28 @@ impl ControlPlane {
         let caller =
             (!admin && command.open_to_functions()).then(|| self.auth.function_of(req.headers())).flatten();
         let as_function = caller.is_some();
+        let mut command = command;
+        if let Some(function) = &caller {
+            for (name, declared, flag) in [
+                (command.kv_store().map(str::to_owned), self.declared(function, |s| &s.kv), "--kv"),
+                (command.sql_db().map(str::to_owned), self.declared(function, |s| &s.sql), "--sql"),
+            ] {
+                let Some(name) = name else { continue };
+                if declared.contains(&name) {
+                    continue;
+                }
+                // As Spin's "default" database: the function's first declared one.
+                match declared.first() {
+                    Some(first) if name == "default" => command.rename_store(first.clone()),
+                    _ => {
+                        return body::error(
+                            ErrorCode::Forbidden,
+                            format!("function {function} was not deployed with {flag} {name}"),
+                        );
+                    }
+                }
+            }
+        }
         if let (Some(function), Some(bucket)) = (&caller, command.bucket())
             && !self.function_uses_bucket(function, bucket)
         {
@@ -483,6 +515,20 @@ impl ControlPlane {
             Command::ListStorageKeys => self.list_storage_keys(),
             Command::CreateStorageKey => self.create_storage_key(req.into_body()).await,
             Command::DeleteStorageKey(id) => self.delete_storage_key(&id).await,
+            Command::ListKvStores => self.list_kv_stores(),
+            Command::CreateKvStore(s) => self.create_kv_store(&s, req.into_body()).await,
+            Command::DeleteKvStore(s) => self.delete_kv_store(&s).await,
+            Command::KvKeys(s, q) => self.kv_keys(&s, &q).await,
+            Command::KvGet(s, k) => self.kv_get(&s, &k).await,
+            Command::KvPut(s, p) => self.kv_put(&s, &p, req.into_body()).await,
+            Command::KvDelete(s, k) => self.kv_delete(&s, &k).await,
+            Command::KvIncr(s, k, by) => self.kv_incr(&s, &k, by).await,
+            Command::KvCas(s, db) => self.kv_cas(&s, db, req.into_body()).await,
+            Command::KvBatch(s, db) => self.kv_batch(&s, db, req.into_body()).await,
+            Command::ListDatabases => self.list_databases().await,
+            Command::SqlExecute(d) => self.sql_execute(&d, req.into_body()).await,
+            Command::SqlSchema(d) => self.sql_schema(&d).await,
+            Command::DeleteDatabase(d) => self.delete_database(&d).await,
         };
         result.unwrap_or_else(|e| body::error(e.code, e.message))
     }
@@ -666,6 +712,13 @@ impl ControlPlane {
         for bucket in &spec.buckets {
             yun_storage::validate_bucket_name(bucket)?;
         }
+        for name in spec.kv.iter().chain(&spec.sql) {
+            if !yun_types::is_store_name(name) {
+                return Err(bad(format!(
+                    "{name:?} is not a store or database name: 1 to 63 lowercase letters, digits and hyphens"
+                )));
+            }
+        }
         for secret in spec.secrets.values() {
             if self.store.secret(secret)?.is_none() {
                 return Err(bad(format!(
@@ -690,6 +743,8 @@ impl ControlPlane {
             "private": revision.spec.private,
             "allow_outbound": revision.spec.allow_outbound,
             "buckets": revision.spec.buckets,
+            "kv": revision.spec.kv,
+            "sql": revision.spec.sql,
             // Values stay out of API responses: they may hold credentials.
             "env": revision.spec.env.keys().collect::<Vec<_>>(),
             "secrets": revision.spec.secrets,

@@ -275,11 +275,44 @@ impl ControlPlane {
     /// Whether a revision `function` routes to (its split or a tag) declared `bucket`: functions
     /// reach only the buckets they were deployed with, through the S3 API and through yun's own.
     pub(crate) fn function_uses_bucket(&self, function: &str, bucket: &str) -> bool {
-        let Ok(name) = yun_types::FunctionName::new(function) else { return false };
-        let Ok(Some(f)) = self.store.function(&name) else { return false };
-        f.routed_revisions().into_iter().any(|n| {
-            matches!(self.store.revision(&name, n), Ok(Some(r)) if r.spec.buckets.iter().any(|b| b == bucket))
-        })
+        self.declared(function, |s| &s.buckets).iter().any(|b| b == bucket)
+    }
+
+    /// What the revisions of `function` that take traffic declare (buckets, stores,
+    /// databases), newest revision's first.
+    pub(crate) fn declared(
+        &self,
+        function: &str,
+        pick: impl Fn(&yun_types::RevisionSpec) -> &Vec<String>,
+    ) -> Vec<String> {
+        let Ok(name) = yun_types::FunctionName::new(function) else { return vec![] };
+        let Ok(Some(f)) = self.store.function(&name) else { return vec![] };
+        let mut out: Vec<String> = Vec::new();
+        for n in f.routed_revisions().into_iter().rev() {
+            if let Ok(Some(r)) = self.store.revision(&name, n) {
+                for s in pick(&r.spec) {
+                    if !out.contains(s) {
+                        out.push(s.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The functions whose latest revision declares `name` (so it cannot be deleted under them).
+    pub(crate) fn functions_declaring(
+        &self,
+        pick: impl Fn(&yun_types::RevisionSpec) -> &Vec<String>,
+        name: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut users = Vec::new();
+        for f in self.store.functions()? {
+            if self.declared(f.name.as_str(), &pick).iter().any(|s| s == name) {
+                users.push(f.name.to_string());
+            }
+        }
+        Ok(users)
     }
 
     /// A storage trigger must name a bucket that exists.

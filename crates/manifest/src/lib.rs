@@ -34,6 +34,9 @@
 //! max_body = "6Mi"
 //! private = false
 //! allow_outbound = ["api.example.com"]
+//! buckets = ["uploads"]       # object store buckets the function uses
+//! kv = ["sessions"]           # key-value stores it uses (HTTP through YUN_API, Redis)
+//! sql = ["shop"]              # SQL databases it uses
 //! env = { GREETING = "hello" }
 //! secrets = ["DB_PASSWORD"]   # env var DB_PASSWORD gets secret DB_PASSWORD; or a table
 //!                             # of env var -> secret name: { DATABASE_URL = "db-url" }
@@ -132,6 +135,10 @@ pub struct FunctionDef {
     pub allow_outbound: Vec<String>,
     /// Object store buckets the function uses (a key scoped to them reaches process functions).
     pub buckets: Vec<String>,
+    /// Key-value stores the function uses.
+    pub kv: Vec<String>,
+    /// SQL databases the function uses.
+    pub sql: Vec<String>,
     pub env: BTreeMap<String, String>,
     /// Environment variable -> secret name; the array form maps each name to itself.
     pub secrets: BTreeMap<String, String>,
@@ -653,6 +660,23 @@ impl Cx<'_> {
             }
             buckets.push(name.clone());
         }
+        let stores = |list: &Vec<Spanned<String>>, field: &str, what: &str| {
+            let mut out = Vec::with_capacity(list.len());
+            for s in list {
+                let name = s.get_ref();
+                if !yun_types::is_store_name(name) {
+                    return Err(self.err(
+                        s.span(),
+                        sub(field),
+                        format!("{name:?} is not a {what} name: 1 to 63 lowercase letters, digits and hyphens"),
+                    ));
+                }
+                out.push(name.clone());
+            }
+            Ok(out)
+        };
+        let kv = stores(&f.kv, "kv", "key-value store")?;
+        let sql = stores(&f.sql, "sql", "database")?;
 
         let mut env = BTreeMap::new();
         for (k, v) in &f.env {
@@ -750,6 +774,8 @@ impl Cx<'_> {
             private: f.private,
             allow_outbound,
             buckets,
+            kv,
+            sql,
             env,
             secrets,
             tags,

@@ -101,6 +101,10 @@ pub(crate) struct RawFunction {
     #[serde(default)]
     pub buckets: Vec<Spanned<String>>,
     #[serde(default)]
+    pub kv: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub sql: Vec<Spanned<String>>,
+    #[serde(default)]
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     pub secrets: Option<Spanned<RawSecrets>>,
     #[serde(default)]

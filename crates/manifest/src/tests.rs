@@ -119,6 +119,8 @@ fn a_full_manifest_parses_to_its_values() {
         private: true,
         allow_outbound: vec!["api.example.com".into(), "*.example.org:443".into()],
         buckets: vec![],
+        kv: vec![],
+        sql: vec![],
         env: [("GREETING".to_string(), "hello".to_string()), ("_DEBUG".into(), "1".into())].into(),
         secrets: [("DATABASE_URL".to_string(), "db-url".to_string())].into(),
         tags: [("prod".to_string(), RevisionRef::Latest), ("stable".into(), RevisionRef::Number(3))].into(),

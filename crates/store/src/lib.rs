@@ -350,6 +350,8 @@ mod tests {
             process: None,
             secrets: BTreeMap::new(),
             buckets: vec![],
+            kv: vec![],
+            sql: vec![],
         }
     }
 

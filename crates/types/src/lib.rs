@@ -205,6 +205,12 @@ pub struct RevisionSpec {
     /// a key scoped to them in its environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<String>,
+    /// Key-value stores the function uses (its token reaches them over HTTP and Redis).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
+    /// SQL databases the function uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<String>,
 }
 
 /// How a process function runs and talks to yun.
@@ -928,12 +934,16 @@ pub enum ErrorCode {
     /// An uploaded code archive that is corrupt or unsafe to unpack.
     InvalidArchive,
     Unauthorized,
+    /// A valid token without the right: a function using a store it was not deployed with.
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     /// The change clashes with what exists (a route another route already claims, a secret a
     /// function still uses).
     Conflict,
     PayloadTooLarge,
+    /// A conditional write whose condition does not hold.
+    PreconditionFailed,
     /// Every instance is busy at the function's maximum and its queue is full.
     TooManyRequests,
     FunctionError,
@@ -950,9 +960,11 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest | ErrorCode::InvalidComponent | ErrorCode::InvalidArchive => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::FunctionError | ErrorCode::MemoryLimitExceeded | ErrorCode::Internal => 500,
@@ -968,10 +980,12 @@ impl ErrorCode {
             ErrorCode::InvalidComponent => "invalid_component",
             ErrorCode::InvalidArchive => "invalid_archive",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::FunctionError => "function_error",
             ErrorCode::MemoryLimitExceeded => "memory_limit_exceeded",
@@ -1051,6 +1065,12 @@ pub fn is_bucket_name(name: &str) -> bool {
         && !name.contains("-.")
         && name.parse::<std::net::Ipv4Addr>().is_err()
         && !name.starts_with("xn--")
+}
+
+/// Whether `name` names a key-value store or a SQL database: 1-63 of `[a-z0-9-]`, so it is a
+/// file name and a Redis user name as it is.
+pub fn is_store_name(name: &str) -> bool {
+    (1..=63).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 /// The time a UUIDv7 (an invocation id) was made, its first 48 bits, if `id` is one.
@@ -1150,6 +1170,8 @@ mod tests {
             process: None,
             secrets: BTreeMap::new(),
             buckets: vec![],
+            kv: vec![],
+            sql: vec![],
         }
     }
 
