@@ -57,7 +57,8 @@ async fn kv_through_the_api_and_the_cli_survives_a_restart() {
     // Conditional writes: 412 when the condition does not hold, and nothing changes.
     let (s, _) = api.send(Method::PUT, "/v1/kv/shop/key?key=once&if=absent", Some(b"first".to_vec())).await;
     assert_eq!(s, 200);
-    let (s, body) = api.send(Method::PUT, "/v1/kv/shop/key?key=once&if=absent", Some(b"second".to_vec())).await;
+    let (s, body) =
+        api.send(Method::PUT, "/v1/kv/shop/key?key=once&if=absent", Some(b"second".to_vec())).await;
     assert_eq!(s, 412, "{}", String::from_utf8_lossy(&body));
     let (s, body) = api.send(Method::GET, "/v1/kv/shop/key?key=once", None).await;
     assert_eq!((s, body.as_slice()), (200, b"first".as_slice()));
@@ -65,26 +66,45 @@ async fn kv_through_the_api_and_the_cli_survives_a_restart() {
     assert_eq!(s, 412);
 
     // Binary keys and values go in and out unchanged.
-    let (s, _) = api.send(Method::PUT, "/v1/kv/shop/key?key=bin%00%FF%2F", Some(vec![0, 159, 146, 150, 255])).await;
+    let (s, _) =
+        api.send(Method::PUT, "/v1/kv/shop/key?key=bin%00%FF%2F", Some(vec![0, 159, 146, 150, 255])).await;
     assert_eq!(s, 200);
     let (_, body) = api.send(Method::GET, "/v1/kv/shop/key?key=bin%00%FF%2F", None).await;
     assert_eq!(body, [0, 159, 146, 150, 255]);
 
     // Compare and swap.
-    let (_, v) = api.json(Method::POST, "/v1/kv/shop/cas", json!({"key": "lock", "expected": null, "value": "a"})).await;
+    let (_, v) = api
+        .json(Method::POST, "/v1/kv/shop/cas", json!({"key": "lock", "expected": null, "value": "a"}))
+        .await;
     assert_eq!(v, json!({"swapped": true, "current": "a"}));
-    let (_, v) = api.json(Method::POST, "/v1/kv/shop/cas", json!({"key": "lock", "expected": null, "value": "b"})).await;
+    let (_, v) = api
+        .json(Method::POST, "/v1/kv/shop/cas", json!({"key": "lock", "expected": null, "value": "b"}))
+        .await;
     assert_eq!(v, json!({"swapped": false, "current": "a"}));
-    let (_, v) = api.json(Method::POST, "/v1/kv/shop/cas", json!({"key": "lock", "expected": "a", "value": {"base64": "AP8="}})).await;
+    let (_, v) = api
+        .json(
+            Method::POST,
+            "/v1/kv/shop/cas",
+            json!({"key": "lock", "expected": "a", "value": {"base64": "AP8="}}),
+        )
+        .await;
     assert_eq!(v, json!({"swapped": true, "current": {"base64": "AP8="}}));
 
     // Batches: all of a set, then a get of each, then a delete.
-    let items: Vec<Value> = (0..5).map(|i| json!({"key": format!("item/{i}"), "value": format!("v{i}")})).collect();
+    let items: Vec<Value> =
+        (0..5).map(|i| json!({"key": format!("item/{i}"), "value": format!("v{i}")})).collect();
     let (s, v) = api.json(Method::POST, "/v1/kv/shop/batch", json!({"set": items})).await;
     assert_eq!((s, v["stored"].clone()), (200, json!(5)));
-    let (_, v) = api.json(Method::POST, "/v1/kv/shop/batch", json!({"get": ["item/0", "item/4", "item/9"]})).await;
+    let (_, v) =
+        api.json(Method::POST, "/v1/kv/shop/batch", json!({"get": ["item/0", "item/4", "item/9"]})).await;
     assert_eq!(v["values"], json!(["v0", "v4", null]));
-    let (s, v) = api.json(Method::POST, "/v1/kv/shop/batch", json!({"set": [{"key": "ok", "value": "1"}, {"key": "bad", "value": 7}]})).await;
+    let (s, v) = api
+        .json(
+            Method::POST,
+            "/v1/kv/shop/batch",
+            json!({"set": [{"key": "ok", "value": "1"}, {"key": "bad", "value": 7}]}),
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
     let (s, _) = api.send(Method::GET, "/v1/kv/shop/key?key=ok", None).await;
     assert_eq!(s, 404, "a rejected batch stores nothing");
@@ -93,7 +113,9 @@ async fn kv_through_the_api_and_the_cli_survives_a_restart() {
     let (_, page) = api.json(Method::GET, "/v1/kv/shop/keys?prefix=item/&limit=2", json!(null)).await;
     assert_eq!(page["keys"], json!(["item/0", "item/1"]));
     let next = page["next"].as_str().unwrap().to_string();
-    let (_, page) = api.json(Method::GET, &format!("/v1/kv/shop/keys?prefix=item/&limit=10&after={next}"), json!(null)).await;
+    let (_, page) = api
+        .json(Method::GET, &format!("/v1/kv/shop/keys?prefix=item/&limit=10&after={next}"), json!(null))
+        .await;
     assert_eq!(page["keys"], json!(["item/2", "item/3", "item/4"]));
     assert_eq!(page["next"], Value::Null);
     let keys = yun.cli_ok(&["kv", "keys", "shop", "item/"]);
@@ -158,7 +180,13 @@ async fn sql_through_the_cli_and_the_api() {
     let out = yun.cli_ok(&["sql", "shop", "--file", migrations.to_str().unwrap()]);
     assert!(out.contains("ok"), "{out}");
     let out = yun.cli_ok(&["sql", "shop", "SELECT name, note FROM users ORDER BY id"]);
-    assert!(out.contains("ada") && out.contains("semi; colon") && out.contains("NULL") && out.contains("(2 rows)"), "{out}");
+    assert!(
+        out.contains("ada")
+            && out.contains("semi; colon")
+            && out.contains("NULL")
+            && out.contains("(2 rows)"),
+        "{out}"
+    );
     let out = yun.cli_ok(&["sql", "shop", "SELECT count(*) AS n FROM audit WHERE what LIKE 'added; %'"]);
     assert!(out.contains("\n2\n") || out.lines().any(|l| l.trim() == "2"), "{out}");
 
@@ -166,7 +194,11 @@ async fn sql_through_the_cli_and_the_api() {
     let payload = "'); DROP TABLE users; --";
     yun.cli_ok(&["sql", "shop", "INSERT INTO users (name) VALUES (?)", "-p", payload]);
     let (_, v) = api
-        .json(Method::POST, "/v1/sql/shop", json!({"statements": [{"sql": "SELECT name FROM users WHERE id = 3"}]}))
+        .json(
+            Method::POST,
+            "/v1/sql/shop",
+            json!({"statements": [{"sql": "SELECT name FROM users WHERE id = 3"}]}),
+        )
         .await;
     assert_eq!(v["results"][0]["rows"][0][0], payload);
 
@@ -201,7 +233,10 @@ async fn sql_through_the_cli_and_the_api() {
     let syntax = yun.cli(&["sql", "shop", "SELEC nonsense"]);
     assert!(String::from_utf8_lossy(&syntax.stderr).contains("syntax error"), "{syntax:?}");
     let schema = yun.cli_ok(&["sql", "schema", "shop"]);
-    assert!(schema.contains("users") && schema.contains("name") && schema.contains("PRIMARY KEY"), "{schema}");
+    assert!(
+        schema.contains("users") && schema.contains("name") && schema.contains("PRIMARY KEY"),
+        "{schema}"
+    );
     let ls = yun.cli_ok(&["sql", "ls"]);
     assert!(ls.contains("shop") && ls.contains("other"), "{ls}");
 
@@ -221,8 +256,19 @@ async fn a_process_function_reaches_only_the_stores_it_was_deployed_with() {
     let yun = Yun::start(BIN);
     let dir = repo_root().join("examples/kv-python").display().to_string();
     yun.cli_ok(&[
-        "deploy", "counter", &dir, "--runtime", "process", "--mode", "http", "--command", "python3 app.py",
-        "--kv", "visits", "--sql", "app",
+        "deploy",
+        "counter",
+        &dir,
+        "--runtime",
+        "process",
+        "--mode",
+        "http",
+        "--command",
+        "python3 app.py",
+        "--kv",
+        "visits",
+        "--sql",
+        "app",
     ]);
     yun.cli_ok(&["kv", "set", "private", "secret", "s3cr3t"]);
     let http = reqwest::Client::new();

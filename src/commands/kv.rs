@@ -121,7 +121,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         KvCommand::Mk { store, changes } => {
             let v = client
-                .call(client.request(Method::PUT, &format!("/v1/kv/{store}")).json(&json!({ "changes": changes })))
+                .call(
+                    client
+                        .request(Method::PUT, &format!("/v1/kv/{store}"))
+                        .json(&json!({ "changes": changes })),
+                )
                 .await?;
             if !global.json {
                 println!("made store {store}");
@@ -137,7 +141,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         KvCommand::Get { store, key, db } => {
             let q = query(&[("key", &key), ("db", &db.to_string())]);
-            let response = client.send(client.request(Method::GET, &format!("/v1/kv/{store}/key?{q}"))).await?;
+            let response =
+                client.send(client.request(Method::GET, &format!("/v1/kv/{store}/key?{q}"))).await?;
             let response = check(response).await?;
             let ttl = response.headers().get("x-yun-ttl-ms").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = response.bytes().await?;
@@ -194,11 +199,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             let db = db.to_string();
             while keys.len() < limit {
                 let page = (limit - keys.len()).min(1000).to_string();
-                let mut pairs = vec![("prefix", prefix.as_str()), ("limit", page.as_str()), ("db", db.as_str())];
+                let mut pairs =
+                    vec![("prefix", prefix.as_str()), ("limit", page.as_str()), ("db", db.as_str())];
                 if let Some(a) = &after {
                     pairs.push(("after", a));
                 }
-                let v = client.call(client.request(Method::GET, &format!("/v1/kv/{store}/keys?{}", query(&pairs)))).await?;
+                let v = client
+                    .call(client.request(Method::GET, &format!("/v1/kv/{store}/keys?{}", query(&pairs))))
+                    .await?;
                 keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
                 match v["next"].as_str() {
                     Some(n) => after = Some(n.to_owned()),

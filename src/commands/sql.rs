@@ -48,7 +48,9 @@ fn param(p: &str) -> Value {
         Value::Null
     } else if let Ok(i) = p.parse::<i64>() {
         json!(i)
-    } else if let Ok(f) = p.parse::<f64>().map_err(drop).and_then(|f| if f.is_finite() { Ok(f) } else { Err(()) }) {
+    } else if let Ok(f) =
+        p.parse::<f64>().map_err(drop).and_then(|f| if f.is_finite() { Ok(f) } else { Err(()) })
+    {
         json!(f)
     } else {
         json!(p)
@@ -88,7 +90,14 @@ fn print_result(r: &Value) {
         }
     }
     let line = |cells: &[String]| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
     };
     println!("{}", line(&columns));
     println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
@@ -146,8 +155,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                     if !args.params.is_empty() {
                         bail!("--param goes with one statement, not with --file");
                     }
-                    let script =
-                        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                    let script = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
                     json!({ "script": script, "read_only": args.read_only })
                 }
                 (Some(statement), None) if args.params.is_empty() => {
@@ -159,13 +168,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 }),
                 (None, None) => bail!("give a statement (yun sql {db} \"SELECT 1\") or --file FILE"),
             };
-            let v = client.call(client.request(Method::POST, &format!("/v1/sql/{db}")).json(&request)).await?;
+            let v =
+                client.call(client.request(Method::POST, &format!("/v1/sql/{db}")).json(&request)).await?;
             if !global.json {
                 let results = v["results"].as_array().cloned().unwrap_or_default();
                 // A script's last result is what a user asked to see; the rest only changed rows.
                 let changed: u64 = results.iter().map(|r| r["rows_affected"].as_u64().unwrap_or(0)).sum();
                 match results.last() {
-                    Some(last) if results.len() == 1 || last["columns"].as_array().is_some_and(|c| !c.is_empty()) => {
+                    Some(last)
+                        if results.len() == 1
+                            || last["columns"].as_array().is_some_and(|c| !c.is_empty()) =>
+                    {
                         print_result(last)
                     }
                     _ => println!("ok: {} statements, {changed} rows changed", results.len()),

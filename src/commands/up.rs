@@ -246,11 +246,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         &kv_dir,
         yun_kv::Config { group_commit: args.kv_group_commit, ..yun_kv::Config::default() },
     )
-    .with_context(|| format!("opening the key-value stores in {} (is another `yun up` using it?)", kv_dir.display()))?;
+    .with_context(|| {
+        format!("opening the key-value stores in {} (is another `yun up` using it?)", kv_dir.display())
+    })?;
     let sql_dir = data_dir.join("sql");
     let sql = yun_sql::Sql::open(
         &sql_dir,
-        yun_sql::Config { max_db_bytes: args.sql_max_size, timeout: args.sql_timeout, ..yun_sql::Config::default() },
+        yun_sql::Config {
+            max_db_bytes: args.sql_max_size,
+            timeout: args.sql_timeout,
+            ..yun_sql::Config::default()
+        },
     )
     .with_context(|| format!("opening the SQL databases in {}", sql_dir.display()))?;
 

@@ -527,9 +527,14 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Command
             ("DELETE", "/v1/kv/{store}") => Command::DeleteKvStore(other()),
             ("GET", "/v1/kv/{store}/keys") => {
                 let p = kv_params(query, &["db", "prefix", "after", "limit"])?;
-                Command::KvKeys(other(), KvList { db: p.db, prefix: p.prefix, after: p.after, limit: p.limit })
+                Command::KvKeys(
+                    other(),
+                    KvList { db: p.db, prefix: p.prefix, after: p.after, limit: p.limit },
+                )
             }
-            ("GET", "/v1/kv/{store}/key") => Command::KvGet(other(), kv_key(&kv_params(query, &["db", "key"])?)?),
+            ("GET", "/v1/kv/{store}/key") => {
+                Command::KvGet(other(), kv_key(&kv_params(query, &["db", "key"])?)?)
+            }
             ("PUT", "/v1/kv/{store}/key") => {
                 let p = kv_params(query, &["db", "key", "ttl", "if"])?;
                 Command::KvPut(other(), KvPut { key: kv_key(&p)?, ttl_ms: p.ttl_ms, condition: p.condition })

@@ -203,7 +203,8 @@ impl ControlPlane {
         if db.set_with(Bytes::from(p.key.key.clone()), Bytes::from(value), options).await? {
             Ok(body::json(200, &json!({ "stored": true })))
         } else {
-            let why = if p.condition == KvCondition::Absent { "the key exists" } else { "the key does not exist" };
+            let why =
+                if p.condition == KvCondition::Absent { "the key exists" } else { "the key does not exist" };
             Err(ApiError::new(ErrorCode::PreconditionFailed, format!("not stored: {why}")))
         }
     }

@@ -668,7 +668,9 @@ impl Cx<'_> {
                     return Err(self.err(
                         s.span(),
                         sub(field),
-                        format!("{name:?} is not a {what} name: 1 to 63 lowercase letters, digits and hyphens"),
+                        format!(
+                            "{name:?} is not a {what} name: 1 to 63 lowercase letters, digits and hyphens"
+                        ),
                     ));
                 }
                 out.push(name.clone());

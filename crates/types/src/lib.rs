@@ -1070,7 +1070,8 @@ pub fn is_bucket_name(name: &str) -> bool {
 /// Whether `name` names a key-value store or a SQL database: 1-63 of `[a-z0-9-]`, so it is a
 /// file name and a Redis user name as it is.
 pub fn is_store_name(name: &str) -> bool {
-    (1..=63).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 /// The time a UUIDv7 (an invocation id) was made, its first 48 bits, if `id` is one.
