@@ -297,3 +297,68 @@ async fn a_process_function_reaches_only_the_stores_it_was_deployed_with() {
     let rm = yun.cli(&["kv", "rm-store", "visits"]);
     assert!(String::from_utf8_lossy(&rm.stderr).contains("counter"), "{rm:?}");
 }
+
+/// redis-cli (Debian redis-tools) against `yun up`'s Redis endpoint: the same stores as the
+/// HTTP API, a function's token limited to its stores, a wrong token refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_reads_and_writes_the_same_stores() {
+    if std::process::Command::new("redis-cli").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "redis-cli is missing (apt-get install redis-tools)");
+        eprintln!("skipped: redis-cli is not installed");
+        return;
+    }
+    let yun = Yun::start(BIN);
+    let addr = yun.redis_addr();
+    let token = yun.token();
+    let cli = |user: &str, pass: &str, args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "--no-auth-warning"])
+            .args(["--user", user, "--pass", pass])
+            .args(args)
+            .output()
+            .unwrap();
+        // redis-cli reports a refused AUTH on stderr, then the command's NOAUTH on stdout.
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(cli("shop", &token, &["SET", "greeting", "hi from redis"]), "OK");
+    assert_eq!(yun.cli_ok(&["kv", "get", "shop", "greeting"]).trim(), "hi from redis");
+    yun.cli_ok(&["kv", "set", "shop", "n", "41"]);
+    assert_eq!(cli("shop", &token, &["INCR", "n"]), "42");
+    assert_eq!(cli("shop", &token, &["HSET", "h", "a", "1", "b", "2"]), "2");
+    assert!(cli("shop", &token, &["GET", "h"]).contains("WRONGTYPE"));
+    assert!(cli("shop", "yun_wrong", &["GET", "greeting"]).contains("WRONGPASS"));
+
+    // A function's token opens its own store, not another.
+    let dir = repo_root().join("examples/kv-python").display().to_string();
+    yun.cli_ok(&[
+        "deploy",
+        "counter",
+        &dir,
+        "--runtime",
+        "process",
+        "--mode",
+        "http",
+        "--command",
+        "python3 app.py",
+        "--kv",
+        "visits",
+    ]);
+    let v: Value = serde_json::from_str(&yun.cli_ok(&["describe", "counter", "--json"])).unwrap();
+    assert_eq!(v["revisions"][0]["kv"], json!(["visits"]), "{v}");
+    let function_token = function_token(&yun, "counter");
+    assert_eq!(cli("visits", &function_token, &["SET", "k", "v"]), "OK");
+    assert_eq!(cli("default", &function_token, &["GET", "k"]), "v", "no store named: its first");
+    assert!(cli("shop", &function_token, &["GET", "greeting"]).contains("WRONGPASS"));
+}
+
+/// The scoped token yun gives function `name` (`yunf.NAME.MAC`): HMAC-SHA256 of the name under
+/// the admin token, as `Auth::function_token` makes it.
+fn function_token(yun: &Yun, name: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(yun.token().as_bytes()).unwrap();
+    mac.update(b"function:");
+    mac.update(name.as_bytes());
+    format!("yunf.{name}.{}", hex::encode(&mac.finalize().into_bytes()[..20]))
+}

@@ -47,6 +47,10 @@ pub struct Args {
     /// The region S3 clients sign for and buckets report.
     #[arg(long, env = "YUN_S3_REGION", default_value = "us-east-1")]
     s3_region: String,
+    /// Address of the Redis-protocol endpoint over the key-value stores (`off`: none).
+    /// Clients authenticate with `AUTH [STORE] TOKEN` (the admin token, or a function's).
+    #[arg(long, env = "YUN_REDIS_LISTEN", default_value = "127.0.0.1:6380", value_parser = parse_s3_listen)]
+    redis_listen: MaybeAddr,
     /// How long the key-value writer gathers writes into one fsynced commit (group commit);
     /// 0 commits as soon as no write is waiting. Acknowledged writes are always durable.
     #[arg(long, default_value = "200us", value_parser = humantime::parse_duration)]
@@ -272,6 +276,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let s3_addr = s3_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let redis_listener = match args.redis_listen.0 {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding --redis-listen {a}"))?,
+        ),
+        None => None,
+    };
+    let redis_addr = redis_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let storage = match (&objects, s3_addr) {
         (Some(store), Some(a)) => Some(yun_control_plane::Storage {
             store: store.clone(),
@@ -316,6 +327,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let restored = control.restore().await.context("restoring functions from the data directory")?;
     control.spawn_rollout_controller();
     control.spawn_storage_tasks();
+    let redis_task = redis_listener.map(|l| {
+        let policy = control.clone();
+        let credentials = move |user: Option<&str>, token: &str| {
+            policy.redis_store(user, token).map(|store| yun_redis::Grant::new(store, true))
+        };
+        let endpoint = Arc::new(yun_redis::RedisEndpoint::new(kv.clone(), Arc::new(credentials)));
+        let config =
+            yun_resp::Config { max_connections: args.max_connections, ..yun_resp::Config::default() };
+        let mut stop = shutdown.receiver();
+        tokio::spawn(yun_redis::serve(l, endpoint, config, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
     let gateway = Arc::new(
         Gateway::new(
             activator,
@@ -401,6 +425,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(a) = s3_addr {
         println!("s3 api on http://{a} (region {})", args.s3_region);
     }
+    if let Some(a) = redis_addr {
+        println!("redis api on redis://{a}");
+    }
     println!(
         "yun {} listening on http://{addr} ({restored} functions, data in {})",
         env!("CARGO_PKG_VERSION"),
@@ -411,6 +438,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         match task.await {
             Ok(Err(e)) => tracing::warn!("the S3 API stopped with an error: {e}"),
             Err(e) => tracing::warn!("the S3 API task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(task) = redis_task {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!("the Redis endpoint stopped with an error: {e}"),
+            Err(e) => tracing::warn!("the Redis endpoint task failed: {e}"),
             Ok(Ok(())) => {}
         }
     }

@@ -53,6 +53,17 @@ impl Auth {
         bearer(headers).is_some_and(|given| constant_time_eq(given.as_bytes(), self.token.as_bytes()))
     }
 
+    /// Whether `token` is the admin token (a token given outside HTTP: Redis's AUTH).
+    pub fn is_admin(&self, token: &str) -> bool {
+        constant_time_eq(token.as_bytes(), self.token.as_bytes())
+    }
+
+    /// The function whose scoped token `token` is, if it is a valid one.
+    pub fn function_of_token(&self, token: &str) -> Option<String> {
+        let (name, mac) = token.strip_prefix("yunf.")?.rsplit_once('.')?;
+        constant_time_eq(mac.as_bytes(), self.mac(name).as_bytes()).then(|| name.to_string())
+    }
+
     /// The token function `name` gets to call yun's API with: `yunf.NAME.MAC`, where the MAC is
     /// HMAC-SHA256 of the name under the admin token, so it is checked without being stored and
     /// changes when the admin token does.
@@ -62,9 +73,7 @@ impl Auth {
 
     /// The function whose scoped token the request carries, if it carries a valid one.
     pub fn function_of(&self, headers: &HeaderMap) -> Option<String> {
-        let given = bearer(headers)?;
-        let (name, mac) = given.strip_prefix("yunf.")?.rsplit_once('.')?;
-        constant_time_eq(mac.as_bytes(), self.mac(name).as_bytes()).then(|| name.to_string())
+        self.function_of_token(bearer(headers)?)
     }
 
     fn mac(&self, name: &str) -> String {

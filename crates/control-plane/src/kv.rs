@@ -102,6 +102,23 @@ fn ttl(ms: Option<u64>) -> Result<Option<std::time::Duration>, ApiError> {
 }
 
 impl ControlPlane {
+    /// The store a Redis client may use with `token` (`AUTH [store] token`): the admin token
+    /// any store (`default` without a name), a function's token the stores it was deployed
+    /// with (its first without a name). The store is made on first use.
+    pub fn redis_store(&self, user: Option<&str>, token: &str) -> Option<String> {
+        let store = if self.auth.is_admin(token) {
+            user.unwrap_or("default").to_string()
+        } else {
+            let function = self.auth.function_of_token(token)?;
+            let declared = self.declared(&function, |s| &s.kv);
+            match user {
+                None => declared.first()?.clone(),
+                Some(u) => declared.into_iter().find(|s| s == u)?,
+            }
+        };
+        yun_types::is_store_name(&store).then_some(store)
+    }
+
     fn kv(&self) -> Result<&yun_kv::Kv, ApiError> {
         self.kv.as_ref().ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the key-value service is off"))
     }

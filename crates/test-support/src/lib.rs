@@ -49,6 +49,7 @@ pub struct Yun {
     tmp: Arc<tempfile::TempDir>,
     output: Arc<Mutex<String>>,
     s3: Arc<Mutex<Option<SocketAddr>>>,
+    redis: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl Yun {
@@ -78,10 +79,13 @@ impl Yun {
         // Tests run side by side: the S3 API gets a free port too, unless the test says.
         let s3_default: &[&str] =
             if args.contains(&"--s3-listen") { &[] } else { &["--s3-listen", "127.0.0.1:0"] };
+        let redis_default: &[&str] =
+            if args.contains(&"--redis-listen") { &[] } else { &["--redis-listen", "127.0.0.1:0"] };
         let mut child = Command::new(bin)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(s3_default)
+            .args(redis_default)
             .args(args)
             .env("YUN_LOG", "info")
             .stdin(Stdio::null())
@@ -107,6 +111,8 @@ impl Yun {
         let out3 = output.clone();
         let s3 = Arc::new(Mutex::new(None));
         let s3_seen = s3.clone();
+        let redis = Arc::new(Mutex::new(None));
+        let redis_seen = redis.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -114,6 +120,8 @@ impl Yun {
                 out3.lock().unwrap().push('\n');
                 if let Some(rest) = line.strip_prefix("s3 api on http://") {
                     *s3_seen.lock().unwrap() = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+                } else if let Some(rest) = line.strip_prefix("redis api on redis://") {
+                    *redis_seen.lock().unwrap() = rest.split_whitespace().next().and_then(|a| a.parse().ok());
                 } else if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap().to_string();
                     let _ = tx.send(addr);
@@ -127,7 +135,12 @@ impl Yun {
                 panic!("yun up did not print its address; output:\n{}", output.lock().unwrap());
             }
         };
-        Self { bin: PathBuf::from(bin), child: Some(child), addr, data_dir, tmp, output, s3 }
+        Self { bin: PathBuf::from(bin), child: Some(child), addr, data_dir, tmp, output, s3, redis }
+    }
+
+    /// The Redis endpoint's address, printed before the main address.
+    pub fn redis_addr(&self) -> SocketAddr {
+        self.redis.lock().unwrap().expect("yun up printed no `redis api on` line (is --redis-listen off?)")
     }
 
     /// The S3 API's URL (`http://127.0.0.1:PORT`), printed before the main address.
