@@ -290,6 +290,9 @@ async fn a_process_function_reaches_only_the_stores_it_was_deployed_with() {
     let out = yun.cli_ok(&["sql", "app", "SELECT count(*) FROM visits WHERE who = 'hits'"]);
     assert!(out.lines().any(|l| l.trim() == "20"), "{out}");
 
+    // REDIS_URL reaches the same store over the Redis protocol, from inside the sandbox.
+    let body = get("redis=hits").await;
+    assert_eq!(body, "200 +OK :21", "AUTH with the function's token, then INCR");
     let denied = get("store=private&key=secret").await;
     assert!(denied.starts_with("403") && denied.contains("--kv private"), "{denied}");
     assert!(!denied.contains("s3cr3t"));

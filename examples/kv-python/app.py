@@ -1,10 +1,13 @@
 """A process function that keeps state in yun's key-value store and SQL database through the
 API yun gives it (YUN_API, YUN_TOKEN): `?incr=KEY` adds one to KEY in store `visits` and logs the
 visit in database `app`; `?count` answers the counter and the number of logged visits;
-`?store=S&key=K` reads another store (which must be refused unless the function declared it)."""
+`?store=S&key=K` reads another store (which must be refused unless the function declared it);
+`?redis=KEY` increments KEY over the Redis protocol at REDIS_URL (plain sockets: no client
+library needed to speak RESP)."""
 
 import json
 import os
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +28,27 @@ def call(method, path, body=None, raw=None):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def resp(*args):
+    out = f"*{len(args)}\r\n".encode()
+    for a in args:
+        a = a.encode()
+        out += f"${len(a)}\r\n".encode() + a + b"\r\n"
+    return out
+
+
+def redis_incr(key):
+    url = urllib.parse.urlparse(os.environ["REDIS_URL"])
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall(resp("AUTH", url.username, url.password) + resp("INCR", key))
+        data = b""
+        while data.count(b"\r\n") < 2:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode().split("\r\n")[:2]
 
 
 def sql(statements):
@@ -54,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
                 }
             ).encode()
             status = 200
+        elif "redis" in q:
+            auth, incr = redis_incr(q["redis"][0])
+            status, body = 200, f"{auth} {incr}".encode()
         elif "store" in q:
             status, body = call("GET", f"/v1/kv/{q['store'][0]}/key?key={q['key'][0]}")
         else:

@@ -296,6 +296,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let (trigger, shutdown) = Shutdown::new();
     let invoker = Arc::new(yun_gateway::GatewayInvoker::new(auth.clone()));
     activator.set_local(invoker.clone());
+    if let Some(a) = redis_addr {
+        invoker.set_redis(a);
+    }
     let triggers = yun_triggers::Triggers::new(
         Arc::new(yun_events::Queues::new(events)),
         invoker.clone(),

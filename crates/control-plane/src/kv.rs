@@ -119,6 +119,11 @@ impl ControlPlane {
         yun_types::is_store_name(&store).then_some(store)
     }
 
+    /// Whether `function`'s routed revisions declare key-value stores.
+    pub fn uses_kv(&self, function: &str) -> bool {
+        !self.declared(function, |s| &s.kv).is_empty()
+    }
+
     fn kv(&self) -> Result<&yun_kv::Kv, ApiError> {
         self.kv.as_ref().ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the key-value service is off"))
     }

@@ -96,11 +96,17 @@ impl Gateway {
 pub struct GatewayInvoker {
     gateway: OnceLock<Weak<Gateway>>,
     auth: yun_control_plane::Auth,
+    redis: OnceLock<std::net::SocketAddr>,
 }
 
 impl GatewayInvoker {
     pub fn new(auth: yun_control_plane::Auth) -> Self {
-        GatewayInvoker { gateway: OnceLock::new(), auth }
+        GatewayInvoker { gateway: OnceLock::new(), auth, redis: OnceLock::new() }
+    }
+
+    /// Where the Redis endpoint listens, for functions' `REDIS_URL`.
+    pub fn set_redis(&self, addr: std::net::SocketAddr) {
+        let _ = self.redis.set(addr);
     }
 
     pub fn attach(&self, gateway: &Arc<Gateway>) {
@@ -139,6 +145,12 @@ impl yun_types::local::LocalApi for GatewayInvoker {
     ) -> Option<yun_types::local::StorageAccess> {
         let gateway = self.gateway.get().and_then(Weak::upgrade)?;
         gateway.control.storage_access(function, revision, buckets)
+    }
+
+    fn redis_for(&self, function: &str) -> Option<std::net::SocketAddr> {
+        let addr = *self.redis.get()?;
+        let gateway = self.gateway.get().and_then(Weak::upgrade)?;
+        gateway.control.uses_kv(function).then_some(addr)
     }
 }
 

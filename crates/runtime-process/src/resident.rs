@@ -33,6 +33,8 @@ const ISOLATED_RUNTIME_API_PORT: u16 = 9001;
 const ISOLATED_YUN_API_PORT: u16 = 9002;
 /// Where an isolated instance reaches the object store's S3 API (relayed to yun's listener).
 const ISOLATED_S3_PORT: u16 = 9003;
+/// Where an isolated instance reaches the Redis endpoint (`REDIS_URL`).
+const ISOLATED_REDIS_PORT: u16 = 9004;
 
 /// Starts a revision's resident instances for its pool.
 ///
@@ -259,6 +261,8 @@ struct Spare {
     api_listener: Option<tokio::net::TcpListener>,
     /// Isolated and using buckets: the S3 API's address on the host, relayed from inside.
     s3_relay: Option<std::net::SocketAddr>,
+    /// Isolated and using key-value stores: the Redis endpoint on the host, relayed likewise.
+    redis_relay: Option<std::net::SocketAddr>,
 }
 
 impl Spare {
@@ -340,13 +344,29 @@ impl Spare {
                 env.push((k.to_string(), v));
             }
         }
+        let mut redis_relay = None;
+        if let Some((local, addr)) =
+            config.local.as_ref().and_then(|l| Some((l, l.redis_for(&config.function)?)))
+        {
+            let address = if isolated {
+                redis_relay = Some(addr);
+                format!("127.0.0.1:{ISOLATED_REDIS_PORT}")
+            } else {
+                addr.to_string()
+            };
+            // redis-py, ioredis, go-redis and redis-cli (-u) read this form; user `default` is
+            // the function's first store.
+            let url = format!("redis://default:{}@{address}/0", local.token_for(&config.function));
+            env.retain(|(n, _)| n != "REDIS_URL");
+            env.push(("REDIS_URL".to_string(), url));
+        }
         let spec = runtime.instance_spec(config, env, false);
         let instance = runtime
             .sandbox
             .spawn(spec)
             .await
             .map_err(|e| unavailable(format!("the process could not be started: {e}")))?;
-        Ok(Spare { instance, port, lambda, host_listener, api_listener, s3_relay })
+        Ok(Spare { instance, port, lambda, host_listener, api_listener, s3_relay, redis_relay })
     }
 }
 
@@ -355,7 +375,7 @@ impl Resident {
     /// whose arrival started it (empty for a scale-up), which the startup output belongs to.
     async fn launch(spare: Spare, config: &ProcessConfig, invocation_id: &str) -> Result<Self, InvokeError> {
         let unavailable = |m: String| InvokeError::new(ErrorCode::Unavailable, m);
-        let Spare { mut instance, port, lambda, host_listener, api_listener, s3_relay } = spare;
+        let Spare { mut instance, port, lambda, host_listener, api_listener, s3_relay, redis_relay } = spare;
         let to = Attribution::new(config.log_sink.clone(), config.function.clone(), config.revision);
         // Startup output belongs to the request that caused the start.
         to.begin(invocation_id);
@@ -394,6 +414,15 @@ impl Resident {
             let listener = instance
                 .listen_tcp(ISOLATED_S3_PORT)
                 .map_err(|e| unavailable(format!("cannot open the S3 endpoint in the sandbox: {e}")))?;
+            let mut gone = exited.clone();
+            tokio::spawn(relay(listener, target, async move {
+                let _ = gone.wait_for(|e| e.is_some()).await;
+            }));
+        }
+        if let Some(target) = redis_relay {
+            let listener = instance
+                .listen_tcp(ISOLATED_REDIS_PORT)
+                .map_err(|e| unavailable(format!("cannot open the Redis endpoint in the sandbox: {e}")))?;
             let mut gone = exited.clone();
             tokio::spawn(relay(listener, target, async move {
                 let _ = gone.wait_for(|e| e.is_some()).await;

@@ -1263,6 +1263,13 @@ pub mod local {
             let _ = (function, revision, buckets);
             None
         }
+
+        /// The Redis endpoint's address on the host, when `function` has key-value stores to
+        /// use there (with its token, as user `default`: its first store).
+        fn redis_for(&self, function: &str) -> Option<std::net::SocketAddr> {
+            let _ = function;
+            None
+        }
     }
 
     /// The S3 endpoint on the host and the credentials a function signs with.
