@@ -66,10 +66,12 @@ start_yun() {
   local data=$1 logf=$2 i
   YUN_PORT="$(free_port)"
   if [[ -n "${BENCH_YUN_LOG:-}" ]]; then export YUN_LOG="$BENCH_YUN_LOG"; fi
-  # Several servers run side by side: the S3 API gets no fixed port unless the caller says.
-  local s3=(--s3-listen off)
+  # Several servers run side by side: the S3 API and the Redis endpoint get no fixed port
+  # unless the caller says.
+  local s3=(--s3-listen off) redis=(--redis-listen off)
   [[ " ${*:3} " == *" --s3-listen "* ]] && s3=()
-  "$YUN" up --data-dir "$data" --listen "127.0.0.1:$YUN_PORT" "${s3[@]}" "${@:3}" >>"$logf" 2>&1 &
+  [[ " ${*:3} " == *" --redis-listen "* ]] && redis=()
+  "$YUN" up --data-dir "$data" --listen "127.0.0.1:$YUN_PORT" "${s3[@]}" "${redis[@]}" "${@:3}" >>"$logf" 2>&1 &
   YUN_PID=$!
   SERVER_PIDS+=("$YUN_PID")
   for ((i = 0; i < 600; i++)); do
