@@ -78,7 +78,6 @@
 mod clock;
 mod engine;
 mod error;
-mod glob;
 mod ops;
 mod value;
 mod writer;
@@ -89,6 +88,5 @@ pub use engine::{
     ScanOptions, StoreInfo, validate_store_name,
 };
 pub use error::KvError;
-pub use glob::glob_match;
 pub use ops::{Expire, ExpireCondition, Op, Reply, SetCondition, SetItem, SetOptions};
 pub use value::{DATABASES, KeyType};

@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::KvError;
-use crate::glob::glob_match;
 use crate::value::{DbMem, Entry, KeyType, SHARDS, Value, key_hash, shard_of};
+use yun_types::glob::glob_match;
 
 /// `SET`'s `NX` / `XX`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -437,7 +437,7 @@ fn scan(
             last = Some(h);
             if e.is_expired(now)
                 || kind.is_some_and(|t| t != e.value.kind())
-                || pattern.is_some_and(|p| !glob_match(p, k))
+                || pattern.is_some_and(|p| !glob_match(p, k, false))
             {
                 continue;
             }

@@ -154,7 +154,7 @@ pub enum Command {
     Persist {
         key: Bytes,
     },
-    /// `count` is a hint (≥ 1); `pattern` is a glob for [`crate::glob_match`].
+    /// `count` is a hint (≥ 1); `pattern` is a glob for `yun_types::glob::glob_match`.
     Scan {
         cursor: u64,
         pattern: Option<Bytes>,

@@ -12,7 +12,6 @@
 
 mod command;
 mod frame;
-mod glob;
 mod handler;
 mod reply;
 mod server;
@@ -22,7 +21,6 @@ pub use command::{
     SetCondition, SetTtl, Side, TtlUnit, parse, parse_int, valid_client_name,
 };
 pub use frame::{ARG_OVERHEAD, Decoder, Limits, ProtocolError, split_args};
-pub use glob::glob_match;
 pub use handler::{AuthError, Handler, KeyspaceStats};
 pub use reply::{Protocol, Reply, format_double};
 pub use server::{Config, serve};

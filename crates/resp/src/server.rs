@@ -17,9 +17,9 @@ use tokio::time::Instant;
 
 use crate::command::{self, COMMAND_NAMES, Command, Request};
 use crate::frame::{Decoder, Limits};
-use crate::glob::glob_match;
 use crate::handler::Handler;
 use crate::reply::{Protocol, Reply};
+use yun_types::glob::glob_match;
 
 /// How the server behaves; `Config::default()` is what `yun up` uses unless told otherwise.
 #[derive(Debug, Clone)]

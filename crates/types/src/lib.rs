@@ -1230,6 +1230,8 @@ mod tests {
 /// yun's own API as functions reach it from inside: a wasm guest's outbound request to
 /// [`LOCAL_HOST`], or a process function's request to its `YUN_API`. The gateway implements it,
 /// in-process, so one function invoking another or sending to a queue takes no network hop.
+pub mod glob;
+
 pub mod local {
     use std::future::Future;
     use std::pin::Pin;

@@ -1,5 +1,6 @@
 //! Redis' glob patterns (`KEYS`, `SCAN MATCH`, `CONFIG GET`): `*`, `?`, `[abc]`, `[^a-z]`, and `\`
-//! to quote the next character.
+//! to quote the next character. Here because two crates need the same rule: the key-value
+//! engine's SCAN and the Redis protocol's CONFIG GET.
 
 /// Whether `text` matches `pattern`, like Redis' `stringmatchlen`. Runs in O(len(pattern) ×
 /// len(text)) at worst: a `*` is retried from one remembered position instead of recursing, so
@@ -101,6 +102,9 @@ mod tests {
         assert!(!m("", "a"));
         assert!(m("", ""));
         assert!(m("**", "x"));
+        assert!(m("*llo", "hello"));
+        assert!(!m("a*b*c", "aXXbYY"));
+        assert!(m("*a", "aaa"));
     }
 
     #[test]
@@ -119,6 +123,12 @@ mod tests {
         assert!(glob_match(b"SAVE", b"save", true));
         assert!(glob_match(b"[A-C]x", b"bx", true));
         assert!(!glob_match(b"SAVE", b"save", false));
+    }
+
+    #[test]
+    fn binary_safe() {
+        assert!(glob_match(b"a*\xff", b"a\x00\x01\xff", false));
+        assert!(!glob_match(b"a?", b"a\x00\x01", false));
     }
 
     #[test]
