@@ -251,11 +251,10 @@ async fn sql_through_the_cli_and_the_api() {
     assert!(!yun.cli_ok(&["sql", "ls"]).contains("other"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_function_reaches_only_the_stores_it_was_deployed_with() {
-    let yun = Yun::start(BIN);
+/// Deploys `examples/kv-python` as process function `counter` with these store flags.
+fn deploy_counter(yun: &Yun, stores: &[&str]) {
     let dir = repo_root().join("examples/kv-python").display().to_string();
-    yun.cli_ok(&[
+    let mut args = vec![
         "deploy",
         "counter",
         &dir,
@@ -265,11 +264,15 @@ async fn a_process_function_reaches_only_the_stores_it_was_deployed_with() {
         "http",
         "--command",
         "python3 app.py",
-        "--kv",
-        "visits",
-        "--sql",
-        "app",
-    ]);
+    ];
+    args.extend_from_slice(stores);
+    yun.cli_ok(&args);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_function_reaches_only_the_stores_it_was_deployed_with() {
+    let yun = Yun::start(BIN);
+    deploy_counter(&yun, &["--kv", "visits", "--sql", "app"]);
     yun.cli_ok(&["kv", "set", "private", "secret", "s3cr3t"]);
     let http = reqwest::Client::new();
     let get = |q: &str| {
@@ -334,20 +337,7 @@ async fn redis_cli_reads_and_writes_the_same_stores() {
     assert!(cli("shop", "yun_wrong", &["GET", "greeting"]).contains("WRONGPASS"));
 
     // A function's token opens its own store, not another.
-    let dir = repo_root().join("examples/kv-python").display().to_string();
-    yun.cli_ok(&[
-        "deploy",
-        "counter",
-        &dir,
-        "--runtime",
-        "process",
-        "--mode",
-        "http",
-        "--command",
-        "python3 app.py",
-        "--kv",
-        "visits",
-    ]);
+    deploy_counter(&yun, &["--kv", "visits"]);
     let v: Value = serde_json::from_str(&yun.cli_ok(&["describe", "counter", "--json"])).unwrap();
     assert_eq!(v["revisions"][0]["kv"], json!(["visits"]), "{v}");
     let function_token = function_token(&yun, "counter");
@@ -356,12 +346,7 @@ async fn redis_cli_reads_and_writes_the_same_stores() {
     assert!(cli("shop", &function_token, &["GET", "greeting"]).contains("WRONGPASS"));
 }
 
-/// The scoped token yun gives function `name` (`yunf.NAME.MAC`): HMAC-SHA256 of the name under
-/// the admin token, as `Auth::function_token` makes it.
+/// The scoped token yun gives function `name`, made as the server makes it.
 fn function_token(yun: &Yun, name: &str) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(yun.token().as_bytes()).unwrap();
-    mac.update(b"function:");
-    mac.update(name.as_bytes());
-    format!("yunf.{name}.{}", hex::encode(&mac.finalize().into_bytes()[..20]))
+    yun_control_plane::Auth::new(yun.token()).function_token(name)
 }

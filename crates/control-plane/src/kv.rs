@@ -110,11 +110,7 @@ impl ControlPlane {
             user.unwrap_or("default").to_string()
         } else {
             let function = self.auth.function_of_token(token)?;
-            let declared = self.declared(&function, |s| &s.kv);
-            match user {
-                None => declared.first()?.clone(),
-                Some(u) => declared.into_iter().find(|s| s == u)?,
-            }
+            self.resolve_declared(&function, user, |s| &s.kv)?
         };
         yun_types::is_store_name(&store).then_some(store)
     }

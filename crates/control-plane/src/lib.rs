@@ -410,18 +410,17 @@ impl ControlPlane {
         let as_function = caller.is_some();
         let mut command = command;
         if let Some(function) = &caller {
-            for (name, declared, flag) in [
-                (command.kv_store().map(str::to_owned), self.declared(function, |s| &s.kv), "--kv"),
-                (command.sql_db().map(str::to_owned), self.declared(function, |s| &s.sql), "--sql"),
-            ] {
-                let Some(name) = name else { continue };
-                if declared.contains(&name) {
-                    continue;
-                }
-                // As Spin's "default" database: the function's first declared one.
-                match declared.first() {
-                    Some(first) if name == "default" => command.rename_store(first.clone()),
-                    _ => {
+            type Pick = fn(&yun_types::RevisionSpec) -> &Vec<String>;
+            let wanted: Option<(String, &str, Pick)> = match (command.kv_store(), command.sql_db()) {
+                (Some(store), _) => Some((store.to_owned(), "--kv", |s| &s.kv)),
+                (None, Some(db)) => Some((db.to_owned(), "--sql", |s| &s.sql)),
+                (None, None) => None,
+            };
+            if let Some((name, flag, pick)) = wanted {
+                match self.resolve_declared(function, Some(&name), pick) {
+                    Some(store) if store != name => command.rename_store(store),
+                    Some(_) => {}
+                    None => {
                         return body::error(
                             ErrorCode::Forbidden,
                             format!("function {function} was not deployed with {flag} {name}"),

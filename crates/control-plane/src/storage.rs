@@ -300,6 +300,22 @@ impl ControlPlane {
         out
     }
 
+    /// The store or database `name` means for `function`: `name` itself if the function declared
+    /// it; with no name, or `default` (as Spin's default database), its first declared one.
+    pub(crate) fn resolve_declared(
+        &self,
+        function: &str,
+        name: Option<&str>,
+        pick: impl Fn(&yun_types::RevisionSpec) -> &Vec<String>,
+    ) -> Option<String> {
+        let declared = self.declared(function, pick);
+        match name {
+            Some(n) if declared.iter().any(|d| d == n) => Some(n.to_owned()),
+            None | Some("default") => declared.into_iter().next(),
+            Some(_) => None,
+        }
+    }
+
     /// The functions whose latest revision declares `name` (so it cannot be deleted under them).
     pub(crate) fn functions_declaring(
         &self,
